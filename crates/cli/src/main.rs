@@ -1,1 +1,57 @@
-fn main() {}
+//! `imagecleaner`: the one binary of Image Cleaner. A thin shell: it parses arguments,
+//! builds the engine's inputs, and turns results into output and exit codes.
+//!
+//! Exit codes: 0 done; 1 runtime or operational error; 2 bad input (the message names the
+//! flag and value); 3 some removals failed.
+
+#![forbid(unsafe_code)]
+
+mod args;
+mod exit;
+mod node;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command, NodeCommand};
+use crate::exit::Failure;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_level.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return Failure::operational(anyhow::anyhow!("cannot start: {e}")).report(),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Node(NodeCommand::Plan(args)) => node::run(args, node::Action::Plan).await,
+            Command::Node(NodeCommand::Clean(args)) => {
+                let dry_run = args.dry_run;
+                node::run(args.common, node::Action::Clean { dry_run }).await
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(failure) => failure.report(),
+    }
+}
+
+fn init_logging(level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .ok()
+        .or_else(|| level.and_then(|l| tracing_subscriber::EnvFilter::try_new(l).ok()))
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Dependencies point one way: the policy core knows nothing of Kubernetes, gRPC or tokio.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bad=$(cargo tree -e normal -p image-cleaner-core --prefix none 2>/dev/null | grep -E '^(kube|k8s-openapi|tonic|prost|tokio) ' || true)
+if [[ -n "$bad" ]]; then
+  echo "image-cleaner-core must not depend on: $bad" >&2
+  exit 1
+fi
+echo "check-deps: image-cleaner-core depends on no Kubernetes, gRPC or async runtime crate"
