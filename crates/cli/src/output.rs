@@ -40,6 +40,9 @@ pub fn table(report: &Report, executed: Option<bool>) -> io::Result<()> {
             image.reason.as_str().to_string(),
         ]);
     }
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
     for index in [2, 3] {
         if let Some(column) = table.column_mut(index) {
             column.set_cell_alignment(CellAlignment::Right);
@@ -48,7 +51,7 @@ pub fn table(report: &Report, executed: Option<bool>) -> io::Result<()> {
     if let Some(column) = table.column_mut(0) {
         column.set_constraint(ColumnConstraint::ContentWidth);
     }
-    // The NOTHING preset pads each cell with one space on both sides; trim the line ends.
+    // Columns are padded on the right only; the last one leaves trailing spaces.
     for line in table.lines() {
         writeln!(out, "{}", line.trim_end())?;
     }

@@ -1,0 +1,101 @@
+//! The race between plan and removal, on a real containerd: a container that starts using an
+//! image after the plan was made must keep that image.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use image_cleaner_core::{Decision, ListKind, PatternSet, Policy, Reason, References};
+use image_cleaner_cri::{Endpoint, Timeouts};
+use image_cleaner_node::{Options, Runtime};
+use image_cleaner_testkit::fixtures::{APP_1_0, WEB_2};
+use image_cleaner_testkit::{Containerd, pods, sample_node};
+
+fn options(remove: &[&str]) -> Options {
+    Options {
+        node: "race".into(),
+        policy: Policy {
+            exclusions: PatternSet::default(),
+            removal: Some(PatternSet::parse_strict(ListKind::Removal, remove).unwrap()),
+            min_unused: Duration::ZERO,
+        },
+        references: References::default(),
+        vulnerable: BTreeMap::new(),
+        state_dir: None,
+        concurrency: 2,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_started_after_the_plan_keeps_its_image() {
+    let containerd = Containerd::start().await.unwrap();
+    let node = sample_node(&containerd).await.unwrap();
+    let endpoint: Endpoint = containerd.endpoint().parse().unwrap();
+    let runtime = Runtime::connect(&endpoint, Timeouts::default())
+        .await
+        .unwrap();
+
+    let planned = image_cleaner_node::plan(&runtime, options(&[APP_1_0, WEB_2]))
+        .await
+        .unwrap();
+    let planned_ids: Vec<_> = planned
+        .plan()
+        .to_remove()
+        .map(|e| e.image.id.to_string())
+        .collect();
+    assert!(planned_ids.contains(&node.app_1_0.id) && planned_ids.contains(&node.web.id));
+
+    // Between plan and removal, a pod starts that uses app:1.0 (by tag, as a user would).
+    pods::run_pod(
+        &containerd.endpoint(),
+        "late",
+        "default",
+        APP_1_0,
+        vec!["/bin/sleep".into(), "3600".into()],
+    )
+    .await
+    .unwrap();
+
+    let report = planned.execute(false).await.unwrap();
+    let app = report
+        .images
+        .iter()
+        .find(|i| i.id == node.app_1_0.id)
+        .unwrap();
+    assert_eq!(app.reason, Reason::Running);
+    assert_eq!(app.decision, Decision::Keep);
+    assert!(!app.removed);
+    let web = report.images.iter().find(|i| i.id == node.web.id).unwrap();
+    assert!(web.removed, "the other planned removal still happens");
+    assert_eq!(report.summary.removed, 1);
+
+    let left: Vec<String> = containerd
+        .list_images()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert!(left.contains(&node.app_1_0.id));
+    assert!(!left.contains(&node.web.id));
+    containerd.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_removes_nothing() {
+    let containerd = Containerd::start().await.unwrap();
+    sample_node(&containerd).await.unwrap();
+    let endpoint: Endpoint = containerd.endpoint().parse().unwrap();
+    let runtime = Runtime::connect(&endpoint, Timeouts::default())
+        .await
+        .unwrap();
+    let before = containerd.list_images().await.unwrap().len();
+    let planned = image_cleaner_node::plan(&runtime, options(&["*"]))
+        .await
+        .unwrap();
+    let report = planned.execute(true).await.unwrap();
+    assert!(report.summary.remove >= 4);
+    assert_eq!(report.summary.removed, 0);
+    assert_eq!(report.summary.freed_bytes, 0);
+    assert_eq!(containerd.list_images().await.unwrap().len(), before);
+    containerd.shutdown().await.unwrap();
+}
