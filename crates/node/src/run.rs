@@ -11,7 +11,7 @@ use image_cleaner_core::{
 use crate::inventory::{Collected, collect};
 use crate::removal::{Outcome, remove_all};
 use crate::report::{ImageReport, Report, RuntimeInfo, Summary};
-use crate::state::{StateFile, record_in_use};
+use crate::state::StateFile;
 use crate::{Result, Runtime};
 
 /// What a run is asked to do.
@@ -63,8 +63,9 @@ async fn plan_at<'r>(
             tracing::warn!("{w}");
             warnings.push(w.to_string());
         }
-        let present: BTreeSet<ImageId> = inventory.images.iter().map(|i| i.id.clone()).collect();
-        record_in_use(&mut seen, &usage::running_images(inventory), &present, now);
+        // Forget images the node no longer has, so the file stays as small as its image list.
+        seen.retain_present(inventory);
+        seen.record(&usage::running_images(inventory), now);
         if let Err(w) = file.save(&seen) {
             tracing::warn!("{w}");
             warnings.push(w.to_string());

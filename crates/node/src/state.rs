@@ -7,10 +7,10 @@
 //! reported and rebuilt, never fatal: losing it only makes images look older than they are
 //! to the `recent` rule, while `running`, `referenced` and the exclusions do not depend on it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use image_cleaner_core::{ImageId, LastSeen};
 use serde::{Deserialize, Serialize};
@@ -148,20 +148,6 @@ impl StateFile {
     }
 }
 
-/// Records `now` for every image in use, and forgets images the node no longer has, so the
-/// file stays as small as the node's image list.
-pub fn record_in_use(
-    state: &mut LastSeen,
-    in_use: &BTreeSet<ImageId>,
-    present: &BTreeSet<ImageId>,
-    now: SystemTime,
-) {
-    state.0.retain(|id, _| present.contains(id));
-    for id in in_use {
-        state.0.insert(id.clone(), now);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,27 +189,5 @@ mod tests {
         file.save(&LastSeen([(id("sha256:bb"), UNIX_EPOCH)].into()))
             .unwrap();
         assert_eq!(file.load().0.0.len(), 1);
-    }
-
-    #[test]
-    fn records_use_and_forgets_removed_images() {
-        let now = UNIX_EPOCH + Duration::from_secs(100);
-        let mut state = LastSeen(
-            [
-                (id("sha256:gone"), UNIX_EPOCH),
-                (id("sha256:old"), UNIX_EPOCH),
-            ]
-            .into(),
-        );
-        record_in_use(
-            &mut state,
-            &[id("sha256:run")].into(),
-            &[id("sha256:run"), id("sha256:old")].into(),
-            now,
-        );
-        assert_eq!(
-            state.0,
-            [(id("sha256:old"), UNIX_EPOCH), (id("sha256:run"), now)].into()
-        );
     }
 }
