@@ -23,6 +23,12 @@ use image_cleaner_cri::proto::runtime_service_client::RuntimeServiceClient;
 use image_cleaner_testkit::oci::{ImageSpec, Layer};
 use image_cleaner_testkit::{BuiltImage, Containerd};
 
+/// Runs argv[1:] and prints the child's peak RSS (KiB) on stderr, keeping its exit status.
+const PEAK_RSS: &str = "import resource, subprocess, sys\n\
+p = subprocess.run(sys.argv[1:])\n\
+print('peak-rss-kib', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n\
+sys.exit(p.returncode)\n";
+
 const KEEP_PREFIX: &str = "localhost/bench/keep";
 const DROP_PREFIX: &str = "localhost/bench/drop";
 
@@ -81,13 +87,13 @@ async fn main() -> anyhow::Result<()> {
         wall.as_secs_f64()
     );
     println!("ratio: {:.2}x", wall.as_secs_f64() / raw.as_secs_f64());
-    println!("peak RSS: {:.1} MiB", rss_kib as f64 / 1024.0);
+    println!("peak RSS: {:.1} MiB", rss_kib / 1024.0);
     println!("freed: {} bytes", report["summary"]["freed_bytes"]);
     containerd.shutdown().await?;
     Ok(())
 }
 
-/// Imports `count` small images under `prefix`, sharing a busybox base, four at a time.
+/// Imports `count` small images under `prefix`, sharing a busybox base, eight at a time.
 async fn load(
     containerd: &Containerd,
     prefix: &str,
@@ -103,7 +109,7 @@ async fn load(
                 .name(format!("{prefix}/app{i}:1"));
             async move { containerd.load(&spec).await }
         })
-        .buffer_unordered(4)
+        .buffer_unordered(8)
         .try_collect()
         .await
 }
