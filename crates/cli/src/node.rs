@@ -42,7 +42,7 @@ pub async fn run(args: NodeArgs, action: Action) -> Result<ExitCode, Failure> {
         eprintln!("warning: {warning}");
     }
     let (report, executed) = match action {
-        Action::Plan => (planned.report().await, None),
+        Action::Plan => (Ok(planned.report()), None),
         Action::Clean { dry_run } => (planned.execute(dry_run).await, Some(dry_run)),
     };
     let report = report.map_err(Failure::operational)?;

@@ -38,6 +38,8 @@ pub struct PlannedRun<'r> {
     options: Options,
     collected: Collected,
     plan: Plan,
+    /// What removing the whole planned set frees; sized at plan time, before anything goes.
+    reclaimable: Option<u64>,
     state: Option<(StateFile, LastSeen)>,
     warnings: Vec<String>,
 }
@@ -84,11 +86,13 @@ async fn plan_at<'r>(
         },
         &options.policy,
     );
+    let reclaimable = plan_reclaimable(runtime, &collected, &plan).await?;
     Ok(PlannedRun {
         runtime,
         options,
         collected,
         plan,
+        reclaimable,
         state,
         warnings,
     })
@@ -106,16 +110,13 @@ impl PlannedRun<'_> {
     }
 
     /// The report of the plan alone: nothing removed, nothing freed.
-    pub async fn report(&self) -> Result<Report> {
-        let reclaimable = self.plan_reclaimable().await?;
-        let mut report = self.base_report(reclaimable);
-        report.summary.freed_bytes = 0;
-        Ok(report)
+    pub fn report(&self) -> Report {
+        self.base_report(self.reclaimable)
     }
 
     /// Carries out the plan and reports what happened, with freed bytes as measured.
     pub async fn execute(self, dry_run: bool) -> Result<Report> {
-        let reclaimable = self.plan_reclaimable().await?;
+        let reclaimable = self.reclaimable;
         let targets: Vec<_> = self.plan.to_remove().map(|e| e.image.clone()).collect();
         let fs_before = if self.runtime.containerd.is_none() && !dry_run {
             Some(self.runtime.cri.image_fs_used_bytes().await?)
@@ -166,18 +167,6 @@ impl PlannedRun<'_> {
             }
         }
         Ok(report)
-    }
-
-    /// Bytes that removing the whole planned set frees: layers shared only among planned
-    /// images count once, which per-image figures cannot show.
-    async fn plan_reclaimable(&self) -> Result<Option<u64>> {
-        let (Some(containerd), Some(graph)) = (&self.runtime.containerd, &self.collected.content)
-        else {
-            return Ok(None);
-        };
-        let set: BTreeSet<ImageId> = self.plan.to_remove().map(|e| e.image.id.clone()).collect();
-        let items = graph.exclusive_to(&set);
-        Ok(Some(containerd.bytes_of(graph, &items).await?))
     }
 
     /// With containerd: the bytes of the removed images' blobs and snapshots that are gone
@@ -246,4 +235,19 @@ fn summarize(images: &[ImageReport], reclaimable: Option<u64>, freed: u64) -> Su
         reclaimable_bytes: reclaimable,
         freed_bytes: freed,
     }
+}
+
+/// Bytes that removing the whole planned set frees: layers shared only among planned images
+/// count once, which per-image figures cannot show.
+async fn plan_reclaimable(
+    runtime: &Runtime,
+    collected: &Collected,
+    plan: &Plan,
+) -> Result<Option<u64>> {
+    let (Some(containerd), Some(graph)) = (&runtime.containerd, &collected.content) else {
+        return Ok(None);
+    };
+    let set: BTreeSet<ImageId> = plan.to_remove().map(|e| e.image.id.clone()).collect();
+    let items = graph.exclusive_to(&set);
+    Ok(Some(containerd.bytes_of(graph, &items).await?))
 }

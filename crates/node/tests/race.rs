@@ -99,3 +99,58 @@ async fn dry_run_removes_nothing() {
     assert_eq!(containerd.list_images().await.unwrap().len(), before);
     containerd.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_removal_is_reported_and_does_not_stop_the_others() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    let containerd = Containerd::start().await.unwrap();
+    let node = sample_node(&containerd).await.unwrap();
+    let endpoint: Endpoint = containerd.endpoint().parse().unwrap();
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(5),
+        call: Duration::from_secs(1),
+    };
+    let runtime = Runtime::connect(&endpoint, timeouts).await.unwrap();
+    let mut opts = options(&[APP_1_0, WEB_2]);
+    opts.concurrency = 1;
+    let planned = image_cleaner_node::plan(&runtime, opts).await.unwrap();
+
+    // Freeze the runtime for longer than one call's deadline: the first removal's re-check
+    // times out; the runtime then thaws and the next removal goes through.
+    let pid = Pid::from_raw(i32::try_from(containerd.pid()).unwrap());
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let thaw = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        kill(pid, Signal::SIGCONT).unwrap();
+    });
+    let report = planned.execute(false).await.unwrap();
+    thaw.await.unwrap();
+
+    let first = report
+        .images
+        .iter()
+        .find(|i| i.id == node.app_1_0.id)
+        .unwrap();
+    let error = first.error.as_deref().unwrap_or_default();
+    assert!(
+        !first.removed && error.contains("did not answer"),
+        "{first:?}"
+    );
+    let second = report.images.iter().find(|i| i.id == node.web.id).unwrap();
+    assert!(second.removed, "{second:?}");
+    assert_eq!((report.summary.failed, report.summary.removed), (1, 1));
+    let left: Vec<String> = containerd
+        .list_images()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert!(
+        left.contains(&node.app_1_0.id),
+        "a failed removal leaves the image"
+    );
+    containerd.shutdown().await.unwrap();
+}
