@@ -53,8 +53,11 @@ async fn main() -> anyhow::Result<()> {
 
     let state = tempfile::tempdir()?;
     let exclude = format!("{KEEP_PREFIX}/*");
+    // A small parent reports the peak RSS of imagecleaner alone: this process's own children
+    // include the `ctr` imports, which would dominate RUSAGE_CHILDREN here.
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_imagecleaner"))
+    let output = Command::new("python3")
+        .args(["-c", PEAK_RSS, env!("CARGO_BIN_EXE_imagecleaner")])
         .args([
             "node",
             "clean",
@@ -71,8 +74,12 @@ async fn main() -> anyhow::Result<()> {
         "imagecleaner failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let rss_kib =
-        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?.max_rss();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let rss_kib: f64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("peak-rss-kib "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no peak RSS reported: {stderr}"))?;
     let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     let removed = report["summary"]["removed"].as_u64().unwrap_or(0);
     anyhow::ensure!(
