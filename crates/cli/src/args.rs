@@ -21,6 +21,12 @@ pub enum Command {
     /// Plan or clean the images of this node, against its runtime socket, with no cluster.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Report the vulnerabilities of images on this node, in an image archive or a root
+    /// filesystem, from an offline database.
+    Scan(crate::scan::ScanArgs),
+    /// Build or inspect the offline vulnerability database.
+    #[command(subcommand)]
+    Db(crate::db::DbCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +69,8 @@ pub struct NodeArgs {
     /// Node name for the report (default: NODE_NAME, else the host name).
     #[arg(long, env = "NODE_NAME", hide_env_values = true)]
     pub node_name: Option<String>,
+    #[command(flatten)]
+    pub scan: crate::scan::NodeScanArgs,
 }
 
 #[derive(Debug, Args)]

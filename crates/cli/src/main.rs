@@ -7,9 +7,11 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod db;
 mod exit;
 mod node;
 mod output;
+mod scan;
 
 use std::process::ExitCode;
 
@@ -36,6 +38,8 @@ fn main() -> ExitCode {
                 let dry_run = args.dry_run;
                 node::run(args.common, node::Action::Clean { dry_run }).await
             }
+            Command::Scan(args) => scan::run(args).await,
+            Command::Db(command) => db::run(command),
         }
     });
     match result {

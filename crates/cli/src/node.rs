@@ -30,11 +30,12 @@ pub async fn run(args: NodeArgs, action: Action) -> Result<ExitCode, Failure> {
         .runtime_endpoint
         .parse()
         .map_err(|e| Failure::bad_input(anyhow!("--runtime-endpoint: {e}")))?;
-    let options = options(&args)?;
+    let mut options = options(&args)?;
 
     let runtime = Runtime::connect(&endpoint, Timeouts::default())
         .await
         .map_err(Failure::operational)?;
+    options.vulnerable = crate::scan::vulnerable_for_node(&runtime, &args.scan).await?;
     let planned = image_cleaner_node::plan(&runtime, options)
         .await
         .map_err(Failure::operational)?;

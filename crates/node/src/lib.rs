@@ -17,6 +17,7 @@ pub mod removal;
 pub mod report;
 mod run;
 pub mod runtime;
+pub mod scan;
 pub mod state;
 
 pub use error::{Error, Result};

@@ -50,6 +50,9 @@ pub struct ImageReport {
     pub removed: bool,
     /// Why removal failed, if it did.
     pub error: Option<String>,
+    /// The vulnerability IDs that condemned it, when its reason is `vulnerable`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vulnerabilities: Vec<String>,
 }
 
 /// Totals of a run.

@@ -206,6 +206,10 @@ impl PlannedRun<'_> {
                 reason: e.reason,
                 removed: false,
                 error: None,
+                vulnerabilities: match (e.reason, &e.matched) {
+                    (Reason::Vulnerable, Some(ids)) => ids.split(',').map(str::to_string).collect(),
+                    _ => Vec::new(),
+                },
             })
             .collect();
         Report {

@@ -100,18 +100,20 @@ pub fn resolve(fs: &dyn Filesystem, path: &str) -> Result<Option<(String, Node)>
 }
 
 /// The bytes of the regular file at `path`, following symlinks inside the image; `None` if
-/// there is none (missing, deleted, or a directory).
+/// there is none (missing or deleted). A directory where a file is expected is an error: the
+/// file is there but cannot be read as one.
 pub fn read(fs: &dyn Filesystem, path: &str) -> Result<Option<Vec<u8>>> {
+    let error = |source| Error::ReadFile {
+        image: fs.describe(),
+        path: path.to_string(),
+        source,
+    };
     match resolve(fs, path)? {
-        Some((literal, Node::File)) => {
-            fs.read_literal(&literal)
-                .map(Some)
-                .map_err(|source| Error::ReadFile {
-                    image: fs.describe(),
-                    path: path.to_string(),
-                    source,
-                })
-        }
+        Some((literal, Node::File)) => fs.read_literal(&literal).map(Some).map_err(error),
+        Some((_, Node::Dir)) => Err(error(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "is a directory, not a file",
+        ))),
         _ => Ok(None),
     }
 }
