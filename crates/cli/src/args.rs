@@ -21,6 +21,11 @@ pub enum Command {
     /// Plan or clean the images of this node, against its runtime socket, with no cluster.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Print the ImageList and ImageJob CRDs as YAML.
+    Crds(crate::crds::CrdsArgs),
+    /// Check the manager's config file (EraserConfig).
+    #[command(subcommand)]
+    Config(crate::config::ConfigCommand),
     /// Report the vulnerabilities of images on this node, in an image archive or a root
     /// filesystem, from an offline database.
     Scan(crate::scan::ScanArgs),

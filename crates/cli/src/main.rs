@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod config;
+mod crds;
 mod db;
 mod exit;
 mod node;
@@ -38,6 +40,8 @@ fn main() -> ExitCode {
                 let dry_run = args.dry_run;
                 node::run(args.common, node::Action::Clean { dry_run }).await
             }
+            Command::Crds(args) => crds::run(args),
+            Command::Config(command) => config::run(command),
             Command::Scan(args) => scan::run(args).await,
             Command::Db(command) => db::run(command),
         }
