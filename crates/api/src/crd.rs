@@ -232,6 +232,38 @@ mod tests {
     }
 
     #[test]
+    fn schema_bounds_match_the_constants() {
+        let status_property = |crd: &CustomResourceDefinition, name: &str| {
+            let schema = crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref());
+            let status = schema
+                .and_then(|s| s.properties.as_ref())
+                .map(|p| p["status"].clone());
+            status
+                .and_then(|s| s.properties)
+                .map(|p| p[name].clone())
+                .expect("status property")
+        };
+        let crds = all_crds();
+        let nodes = status_property(&crds[1], "nodes");
+        assert_eq!(
+            nodes.max_items,
+            Some(crate::imagejob::MAX_NODE_RESULTS as i64)
+        );
+        assert_eq!(
+            nodes.x_kubernetes_list_map_keys,
+            Some(vec!["node".to_owned()])
+        );
+        let malformed = status_property(&crds[0], "malformed");
+        assert_eq!(
+            malformed.max_items,
+            Some(crate::imagelist::MAX_MALFORMED_ENTRIES as i64)
+        );
+    }
+
+    #[test]
     fn image_job_has_no_spec_on_the_wire() {
         let job = v1::ImageJob::new("imagejob-abc", v1::ImageJobSpec {});
         let json = serde_json::to_value(&job).expect("serializes");

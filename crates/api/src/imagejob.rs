@@ -159,6 +159,8 @@ pub struct ImageJobStatus {
     pub vulnerable_images: Option<i64>,
     /// Per-node results, at most 100, failures kept first, sorted by node name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["node"]))]
     pub nodes: Vec<NodeResult>,
     /// Node results not listed in `nodes` because of its bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -200,6 +200,7 @@ pub struct ImageListStatus {
     pub observed_generation: Option<i64>,
     /// Entries that are not valid patterns and were skipped (at most 20 shown).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
     pub malformed: Vec<MalformedEntry>,
     /// How many entries were malformed in all.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -22,8 +22,7 @@ fn checked_in_crds_match_the_types() {
         let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             checked_in == rendered,
-            "{} is out of date with the API types: run scripts/generate.sh",
-            path.display()
+            "deploy/crds/{name} is out of date with the API types: run scripts/generate.sh"
         );
         expected_files.push(name);
     }
