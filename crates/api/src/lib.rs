@@ -20,6 +20,18 @@
 //! duration       Go duration strings
 //! ```
 //!
+//! ```
+//! use image_cleaner_api::{Config, ListAction, resolve_role};
+//!
+//! let parsed = Config::from_yaml(
+//!     "apiVersion: eraser.sh/v1alpha2\nkind: EraserConfig\nmanager: {runtime: crio}\n",
+//! )?;
+//! assert_eq!(parsed.config.manager.runtime.address.socket_path(), "/run/crio/crio.sock");
+//! assert!(parsed.warnings.is_empty());
+//! assert_eq!(resolve_role("excluded-images", None, None).action, ListAction::Exclude);
+//! # Ok::<(), image_cleaner_api::ConfigErrors>(())
+//! ```
+//!
 //! This crate depends on `image-cleaner-core` (to validate list entries with the one pattern
 //! parser) and on Kubernetes type crates, never on the node engine, the runtime client or
 //! the manager.

@@ -367,7 +367,7 @@ impl NodeFilterConfig {
 }
 
 /// `components`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Components {
     /// Scheduled runs: when disabled, only removal lists start jobs (as in Eraser).
     pub collector: CollectorComponent,
@@ -375,6 +375,16 @@ pub struct Components {
     pub scanner: ScannerComponent,
     /// The container that removes images (`components.eraser` in v1alpha1).
     pub remover: ContainerConfig,
+}
+
+impl Default for Components {
+    fn default() -> Components {
+        Components {
+            collector: CollectorComponent::default(),
+            scanner: ScannerComponent::default(),
+            remover: ContainerConfig::remover_default(),
+        }
+    }
 }
 
 /// `components.collector`.
@@ -444,14 +454,12 @@ pub struct ContainerConfig {
     pub limit: ResourceConfig,
 }
 
-impl Default for ContainerConfig {
-    /// The remover's defaults.
-    fn default() -> ContainerConfig {
+impl ContainerConfig {
+    /// Eraser's defaults for the remover: requests 25Mi and 7m, a 30Mi memory limit.
+    pub fn remover_default() -> ContainerConfig {
         ContainerConfig::with_resources(("25Mi", "7m"), (Some("30Mi"), None))
     }
-}
 
-impl ContainerConfig {
     fn with_resources(request: (&str, &str), limit: (Option<&str>, Option<&str>)) -> Self {
         let quantity = |text: &str| Quantity(text.to_owned());
         ContainerConfig {
@@ -649,7 +657,8 @@ fn finish_errors(diagnostics: Diagnostics) -> ConfigErrors {
 fn read_document(mut diagnostics: Diagnostics, value: &Value) -> Result<Parsed, ConfigErrors> {
     let root = KeyPath::root();
     let top = Fields::new(&mut diagnostics, root, Some(value), TOP_KEYS, TOP_HINTS);
-    if !matches!(value, Value::Object(_)) {
+    // An empty document reads as an empty mapping, which then lacks its apiVersion.
+    if !matches!(value, Value::Object(_) | Value::Null) {
         return Err(finish_errors(diagnostics));
     }
     match top.string(&mut diagnostics, "kind") {

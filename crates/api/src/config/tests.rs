@@ -644,6 +644,18 @@ fn every_error_kind_names_its_path() {
             found[0]
         );
     }
+    for empty in ["", "# only a comment\n", "~\n"] {
+        assert_eq!(
+            errors(empty),
+            [
+                "apiVersion: missing; one of eraser.sh/v1alpha1, eraser.sh/v1alpha2, eraser.sh/v1alpha3"
+            ]
+        );
+    }
+    assert_eq!(
+        errors("just text\n"),
+        ["(document): expected a mapping, found a string"]
+    );
     let yaml = errors("manager: [unclosed\n");
     assert!(
         yaml[0].starts_with("(document): not valid YAML"),
