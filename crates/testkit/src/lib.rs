@@ -22,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod apiserver;
 pub mod containerd;
 mod cri;
 pub mod fixtures;
