@@ -89,6 +89,10 @@ fn summary(report: &Report, executed: Option<bool>) -> String {
         report.node, report.runtime.name, report.runtime.version, report.runtime.endpoint
     );
     match executed {
+        None if s.remove == 0 => format!(
+            "{node}: {} images, nothing to remove, {} kept{kept}.",
+            s.images, s.keep
+        ),
         None => format!(
             "{node}: {} images, {} to remove, {} kept{kept}. Removing them would free {reclaimable}.",
             s.images, s.remove, s.keep
@@ -125,13 +129,17 @@ fn action(image: &ImageReport, executed: Option<bool>) -> &'static str {
 }
 
 fn display_name(image: &ImageReport) -> String {
-    let first = image
-        .names
-        .first()
-        .or(image.digests.first())
-        .map_or("<none>", String::as_str);
+    let first = match (image.names.first(), image.digests.first()) {
+        (Some(name), _) => name.clone(),
+        // A digest-only image: the repository and a digest prefix, as long as the ID column.
+        (None, Some(digest)) => match digest.split_once("@sha256:") {
+            Some((repo, hex)) => format!("{repo}@sha256:{}", hex.get(..12).unwrap_or(hex)),
+            None => digest.clone(),
+        },
+        (None, None) => "<none>".to_string(),
+    };
     match image.names.len() {
-        0 | 1 => first.to_string(),
+        0 | 1 => first,
         n => format!("{first} (+{} more)", n - 1),
     }
 }
@@ -150,6 +158,29 @@ mod tests {
         assert_eq!(bytes(0), "0 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(12_897_485), "12.3 MiB");
+    }
+
+    fn image(names: &[&str], digests: &[&str]) -> ImageReport {
+        serde_json::from_value(serde_json::json!({
+            "id": "sha256:00", "names": names, "digests": digests, "size_bytes": 0,
+            "reclaimable_bytes": null, "decision": "keep", "reason": "running",
+            "removed": false, "error": null
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn names_show_aliases_and_shortened_digests() {
+        assert_eq!(
+            display_name(&image(&["a:1", "a:2", "b:1"], &[])),
+            "a:1 (+2 more)"
+        );
+        let digest = format!("r.io/x@sha256:{}", "ab".repeat(32));
+        assert_eq!(
+            display_name(&image(&[], &[&digest])),
+            "r.io/x@sha256:abababababab"
+        );
+        assert_eq!(display_name(&image(&[], &[])), "<none>");
     }
 
     #[test]

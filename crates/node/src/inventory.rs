@@ -75,6 +75,15 @@ pub async fn collect(runtime: &Runtime) -> Result<Collected> {
         None => None,
     };
 
+    // Runtimes list images in no stable order; reports read better, and compare across
+    // runs, sorted by name.
+    images.sort_by(|a, b| {
+        let key = |i: &image_cleaner_core::Image| {
+            (i.names.first().or(i.digests.first()).cloned(), i.id.clone())
+        };
+        key(a).cmp(&key(b))
+    });
+
     Ok(Collected {
         inventory: Inventory {
             images,
