@@ -79,9 +79,18 @@ pub enum ViewMount {
 
 /// A read-only view of an image held under a lease. Call [`ImageView::release`] when done.
 pub struct ImageView {
-    lease: String,
+    /// The lease, when the view owns it (made by [`Snapshots::view`]); views made in a
+    /// shared [`ScanLease`] leave it to its owner.
+    lease: Option<String>,
     key: String,
     mount: ViewMount,
+    releaser: Option<Releaser>,
+}
+
+/// A lease under which many views are taken, so a scan of many images pays for one lease.
+/// Call [`ScanLease::release`] when done; its expiry label covers a crash.
+pub struct ScanLease {
+    id: String,
     releaser: Option<Releaser>,
 }
 
@@ -245,6 +254,25 @@ impl Snapshots {
         })
     }
 
+    /// The manifest layers of the image with config digest `config`.
+    async fn manifest_layers(&self, config: &str) -> Result<Vec<(String, String)>> {
+        let cached = |this: &Self| {
+            this.manifests.lock().ok().and_then(|guard| {
+                guard
+                    .as_ref()
+                    .map(|m| m.get(config).map(|i| i.layers.clone()))
+            })
+        };
+        if let Some(found) = cached(self) {
+            return Ok(found.unwrap_or_default());
+        }
+        let map = self.manifests().await?;
+        Ok(map
+            .get(config)
+            .map(|i| i.layers.clone())
+            .unwrap_or_default())
+    }
+
     /// Config digest -> manifest layers, for every image record, read once and remembered.
     async fn manifests(&self) -> Result<HashMap<String, ManifestInfo>> {
         if let Ok(guard) = self.manifests.lock()
@@ -306,17 +334,18 @@ impl Snapshots {
         Ok(map)
     }
 
+    /// The image's compressed layer blobs (digest, media type), bottom first, from its
+    /// manifest alone: what streaming its layers needs, without reading its config.
+    pub async fn image_blobs(&self, image: &ImageId) -> Result<Vec<(String, String)>> {
+        self.manifest_layers(image.as_str()).await
+    }
+
     /// The image's layers: diff IDs and chain IDs from its config (the image ID is the config
     /// digest), compressed blobs from its manifest.
     pub async fn image_layers(&self, image: &ImageId) -> Result<ImageLayers> {
         let config: ImageConfig = self.read_json(image.as_str()).await?;
         let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
-        let blobs = self
-            .manifests()
-            .await?
-            .remove(image.as_str())
-            .map(|m| m.layers)
-            .unwrap_or_default();
+        let blobs = self.manifest_layers(image.as_str()).await?;
         Ok(ImageLayers {
             chain_ids: chain_ids(&diff_ids),
             diff_ids,
@@ -324,20 +353,56 @@ impl Snapshots {
         })
     }
 
-    /// A read-only view of the image's unpacked layers, or `None` when containerd holds no
-    /// snapshot for it (then stream its layers instead).
-    pub async fn view(&self, image: &ImageId) -> Result<Option<ImageView>> {
-        let layers = self.image_layers(image).await?;
-        let Some(top) = layers.chain_ids.last() else {
-            return Ok(None);
-        };
-        let lease = self.create_lease().await?;
-        let releaser = Releaser {
+    fn releaser(&self) -> Releaser {
+        Releaser {
             endpoint: self.endpoint.clone(),
             channel: self.channel.clone(),
             snapshotter: self.snapshotter.clone(),
             timeout: self.timeout,
+        }
+    }
+
+    /// A lease to take many views in (see [`Snapshots::view_in`]).
+    pub async fn lease(&self) -> Result<ScanLease> {
+        Ok(ScanLease {
+            id: self.create_lease().await?,
+            releaser: Some(self.releaser()),
+        })
+    }
+
+    /// A read-only view of the image's unpacked layers under its own lease, or `None` when
+    /// containerd holds no snapshot for it (then stream its layers instead).
+    pub async fn view(&self, image: &ImageId) -> Result<Option<ImageView>> {
+        let layers = self.image_layers(image).await?;
+        if layers.chain_ids.is_empty() {
+            return Ok(None);
+        }
+        let lease = self.create_lease().await?;
+        let view = self.view_of(&layers, &lease).await;
+        match view {
+            Ok(Some(mut view)) => {
+                view.lease = Some(lease);
+                Ok(Some(view))
+            }
+            other => {
+                let _ = self.releaser().delete_lease(&lease).await;
+                other
+            }
+        }
+    }
+
+    /// Like [`Snapshots::view`], inside a shared lease: releasing the view removes only the
+    /// view.
+    pub async fn view_in(&self, lease: &ScanLease, image: &ImageId) -> Result<Option<ImageView>> {
+        let layers = self.image_layers(image).await?;
+        self.view_of(&layers, &lease.id).await
+    }
+
+    async fn view_of(&self, layers: &ImageLayers, lease: &str) -> Result<Option<ImageView>> {
+        let Some(top) = layers.chain_ids.last() else {
+            return Ok(None);
         };
+        let releaser = self.releaser();
         let key = unique_name("view");
         let mut snapshots = self.api().snapshots();
         let message = snap::ViewSnapshotRequest {
@@ -347,13 +412,12 @@ impl Snapshots {
             labels: HashMap::new(),
         };
         let answer = call(&self.endpoint, "Snapshots.View", self.timeout, async {
-            snapshots.view(request(message, Some(&lease))).await
+            snapshots.view(request(message, Some(lease))).await
         })
         .await;
         let mounts = match answer {
             Ok(response) => response.mounts,
             Err(e) => {
-                let _ = releaser.delete_lease(&lease).await;
                 return match e {
                     Error::Call { status, .. } if status.code() == tonic::Code::NotFound => {
                         Ok(None)
@@ -373,7 +437,6 @@ impl Snapshots {
         });
         let Some(mount) = view_mount else {
             let _ = releaser.remove_view(&key).await;
-            let _ = releaser.delete_lease(&lease).await;
             let kinds: Vec<&str> = mounts.iter().map(|m| m.r#type.as_str()).collect();
             return Err(self.protocol(
                 "Snapshots.View",
@@ -384,7 +447,7 @@ impl Snapshots {
             ));
         };
         Ok(Some(ImageView {
-            lease,
+            lease: None,
             key,
             mount,
             releaser: Some(releaser),
@@ -558,18 +621,21 @@ impl ImageView {
         }
     }
 
-    /// The lease holding the view.
-    pub fn lease(&self) -> &str {
-        &self.lease
+    /// The lease the view owns, if it owns one.
+    pub fn lease(&self) -> Option<&str> {
+        self.lease.as_deref()
     }
 
-    /// Removes the view and deletes the lease.
+    /// Removes the view and deletes its own lease, if it has one.
     pub async fn release(mut self) -> Result<()> {
         let Some(releaser) = self.releaser.take() else {
             return Ok(());
         };
         let removed = releaser.remove_view(&self.key).await;
-        let deleted = releaser.delete_lease(&self.lease).await;
+        let deleted = match &self.lease {
+            Some(lease) => releaser.delete_lease(lease).await,
+            None => Ok(()),
+        };
         removed.and(deleted)
     }
 }
@@ -584,9 +650,46 @@ impl Drop for ImageView {
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 let _ = releaser.remove_view(&key).await;
+                if let Some(lease) = lease {
+                    let _ = releaser.delete_lease(&lease).await;
+                }
+            });
+        }
+    }
+}
+
+impl ScanLease {
+    /// The lease ID.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Deletes the lease. Views still in it become garbage for containerd to collect.
+    pub async fn release(mut self) -> Result<()> {
+        match self.releaser.take() {
+            Some(releaser) => releaser.delete_lease(&self.id).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ScanLease {
+    fn drop(&mut self) {
+        let Some(releaser) = self.releaser.take() else {
+            return;
+        };
+        let lease = self.id.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
                 let _ = releaser.delete_lease(&lease).await;
             });
         }
+    }
+}
+
+impl std::fmt::Debug for ScanLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScanLease").field("id", &self.id).finish()
     }
 }
 

@@ -11,10 +11,11 @@
 //! `CAP_SYS_ADMIN` for mounting; reading `trusted.*` xattrs does need it, and when that read
 //! is refused the directory is taken as not opaque.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::rootfs::{lstat_node, sorted_names};
 use super::{Filesystem, Node};
@@ -24,10 +25,13 @@ const OPAQUE_MARKER: &str = ".wh..wh..opq";
 const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
 
 /// An image as a stack of layer directories.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Overlay {
     name: String,
     layers: Vec<PathBuf>,
+    /// Lookups already made: resolving the wanted paths asks for the same ancestors
+    /// (`var`, `var/lib`, `usr/lib`…) over and over.
+    looked_up: Mutex<HashMap<String, Node>>,
 }
 
 /// What one layer says about one path.
@@ -47,6 +51,7 @@ impl Overlay {
         Overlay {
             name: name.into(),
             layers,
+            looked_up: Mutex::new(HashMap::new()),
         }
     }
 
@@ -144,15 +149,29 @@ impl Filesystem for Overlay {
     }
 
     fn lookup(&self, path: &str) -> io::Result<Node> {
+        if let Some(node) = self
+            .looked_up
+            .lock()
+            .ok()
+            .and_then(|m| m.get(path).cloned())
+        {
+            return Ok(node);
+        }
+        let mut found = Node::Missing;
         for layer in &self.layers {
             match Self::in_layer(layer, path)? {
-                (InLayer::Present(node), _) => return Ok(node),
-                (InLayer::Deleted, _) => return Ok(Node::Missing),
-                (InLayer::Absent, true) => return Ok(Node::Missing),
+                (InLayer::Present(node), _) => {
+                    found = node;
+                    break;
+                }
+                (InLayer::Deleted, _) | (InLayer::Absent, true) => break,
                 (InLayer::Absent, false) => {}
             }
         }
-        Ok(Node::Missing)
+        if let Ok(mut memo) = self.looked_up.lock() {
+            memo.insert(path.to_string(), found.clone());
+        }
+        Ok(found)
     }
 
     fn read_literal(&self, path: &str) -> io::Result<Vec<u8>> {

@@ -24,17 +24,44 @@ pub fn parse(text: &str) -> Vec<Package> {
     out
 }
 
-fn field<'a>(stanza: &'a str, name: &str) -> Option<&'a str> {
-    stanza.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        (!line.starts_with([' ', '\t']) && key.eq_ignore_ascii_case(name)).then(|| value.trim())
-    })
+/// The fields a scan needs, read in one pass over the stanza (descriptions and file lists
+/// make stanzas long; continuation lines are skipped).
+#[derive(Default)]
+struct Fields<'a> {
+    package: Option<&'a str>,
+    version: Option<&'a str>,
+    status: Option<&'a str>,
+    source: Option<&'a str>,
+    architecture: Option<&'a str>,
+}
+
+fn fields(stanza: &str) -> Fields<'_> {
+    let mut f = Fields::default();
+    for line in stanza.lines() {
+        if line.starts_with([' ', '\t']) {
+            continue;
+        }
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let slot = match key.len() {
+            6 if key.eq_ignore_ascii_case("Status") => &mut f.status,
+            6 if key.eq_ignore_ascii_case("Source") => &mut f.source,
+            7 if key.eq_ignore_ascii_case("Package") => &mut f.package,
+            7 if key.eq_ignore_ascii_case("Version") => &mut f.version,
+            12 if key.eq_ignore_ascii_case("Architecture") => &mut f.architecture,
+            _ => continue,
+        };
+        slot.get_or_insert(value.trim());
+    }
+    f
 }
 
 fn parse_stanza(stanza: &str) -> Option<Package> {
-    let name = field(stanza, "Package")?;
-    let version = field(stanza, "Version")?;
-    if let Some(status) = field(stanza, "Status") {
+    let fields = fields(stanza);
+    let name = fields.package?;
+    let version = fields.version?;
+    if let Some(status) = fields.status {
         let words: Vec<&str> = status.split_whitespace().collect();
         let removing = words
             .first()
@@ -46,7 +73,7 @@ fn parse_stanza(stanza: &str) -> Option<Package> {
             return None;
         }
     }
-    let (source_name, source_version) = match field(stanza, "Source") {
+    let (source_name, source_version) = match fields.source {
         Some(source) => match source.split_once('(') {
             Some((n, v)) => (n.trim(), v.trim_end_matches(')').trim()),
             None => (source, version),
@@ -58,7 +85,7 @@ fn parse_stanza(stanza: &str) -> Option<Package> {
         version: version.to_string(),
         source_name: source_name.to_string(),
         source_version: source_version.to_string(),
-        arch: field(stanza, "Architecture").map(str::to_string),
+        arch: fields.architecture.map(str::to_string),
         kind: Kind::Dpkg,
     })
 }
