@@ -1,4 +1,5 @@
-//! Test support for Image Cleaner: a private, real containerd and real OCI images.
+//! Test support for Image Cleaner: a private, real containerd, real OCI images, and a loopback
+//! test cluster built on them.
 //!
 //! The cleaner's whole job is deciding what a container runtime may delete, so its tests must
 //! face a real runtime: one whose `ListImages` reports real sizes and digests, whose
@@ -12,7 +13,11 @@
 //! - makes the CRI sandbox ("pause") image from a tiny static C program ([`pause`]);
 //! - runs real pods and containers through CRI ([`pods`]);
 //! - assembles a small sample node that tests and the `imagecleaner-devnode` demo share
-//!   ([`fixtures`]).
+//!   ([`fixtures`]);
+//! - serves a loopback Kubernetes API faithful to the API conventions, with RBAC
+//!   ([`apiserver`]), runs a fake kubelet per node over that node's real containerd
+//!   ([`kubelet`]), and puts both together as a whole test cluster ([`TestCluster`], also
+//!   started by hand with `imagecleaner-testcluster`).
 //!
 //! It needs root, `containerd`, `runc`, `ctr`, `gcc` (with a static libc) and a static
 //! `/bin/busybox`. It is a dev-dependency only and never ships. Temporary files go under
@@ -23,16 +28,21 @@
 #![forbid(unsafe_code)]
 
 pub mod apiserver;
+pub mod cluster;
 pub mod containerd;
 mod cri;
 pub mod fixtures;
+pub mod kubelet;
 pub mod oci;
 pub mod pause;
 pub mod pods;
 mod procs;
 
+pub use apiserver::{ApiServer, Forbidden, ServerOptions, UserInfo};
+pub use cluster::{ClusterNode, ClusterOptions, TestCluster};
 pub use containerd::{Containerd, Options};
 pub use fixtures::{SampleNode, sample_node};
+pub use kubelet::{Fault, LocalImage};
 pub use oci::{BuiltImage, FileEntry, ImageSpec, Layer};
 pub use pods::{RunningPod, Sandbox};
 

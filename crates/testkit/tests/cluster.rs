@@ -4,5 +4,6 @@
 
 mod cluster {
     pub mod api;
+    pub mod kubelet;
     pub mod support;
 }

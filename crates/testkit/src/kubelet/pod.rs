@@ -1,0 +1,1007 @@
+//! One pod's life on a fake node, as kubelet lives it: volumes are made (retried while a
+//! ConfigMap or Secret is missing), init containers run one by one, then the containers run
+//! together; exits are recorded with their termination message and restarted per
+//! `restartPolicy` (with back-off); the phase follows (Pending → Running → Succeeded/Failed).
+//! When the pod is deleted its containers are stopped within the grace period (capped, see
+//! [`super::KubeletOptions::max_grace`]), the final status is reported, and the pod object is
+//! removed (grace 0, UID precondition); then its sandbox and files go.
+//!
+//! Containers whose image is "local" run as processes ([`super::process`]); all others as CRI
+//! containers in the pod's sandbox ([`super::sandbox`]).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use super::env::{self, ConfigError, Sources};
+use super::paths::PathTable;
+use super::process::{LocalContainer, Plan};
+use super::sandbox::{CriPlan, CriPod, has_image};
+use super::status::{ContainerStatus, PodStatus, State};
+use super::volumes::{Mounter, PodDir, path_table};
+use super::{Fault, NodeCtx};
+
+/// What the kubelet tells a pod worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Signal {
+    Run,
+    /// The pod is being deleted: stop within this many seconds.
+    Terminate(u64),
+    /// The pod object is gone (or the kubelet stops): kill at once, report nothing.
+    Removed,
+}
+
+/// Largest termination message kept, as kubelet's limit.
+const MESSAGE_LIMIT: usize = 4096;
+/// How often a blocked step (a missing ConfigMap, a missing image) is retried.
+const RETRY: Duration = Duration::from_secs(1);
+/// The first restart back-off (doubling up to [`MAX_BACKOFF`]); shorter than kubelet's 10 s so
+/// restart tests stay quick.
+const BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A running container.
+enum Handle {
+    Local(LocalContainer),
+    Cri { pod: Box<CriPod>, id: String },
+}
+
+/// How a container ended.
+struct Ended {
+    code: i32,
+    reason: String,
+}
+
+impl Handle {
+    async fn wait(&mut self) -> Ended {
+        match self {
+            Handle::Local(local) => {
+                let code = local.wait().await;
+                Ended {
+                    code,
+                    reason: if code == 0 { "Completed" } else { "Error" }.into(),
+                }
+            }
+            Handle::Cri { pod, id } => {
+                let exit = pod.wait(id).await;
+                Ended {
+                    code: exit.code,
+                    reason: exit.reason,
+                }
+            }
+        }
+    }
+
+    async fn stop(&mut self, grace: Duration) -> Ended {
+        match self {
+            Handle::Local(local) => {
+                let code = local.stop(grace).await;
+                Ended {
+                    code,
+                    reason: if code == 0 { "Completed" } else { "Error" }.into(),
+                }
+            }
+            Handle::Cri { pod, id } => {
+                let exit = pod.stop(id, grace).await;
+                Ended {
+                    code: exit.code,
+                    reason: exit.reason,
+                }
+            }
+        }
+    }
+}
+
+/// Why a container could not start.
+enum StartFailure {
+    /// Stays waiting and is retried (missing image, missing config).
+    Waiting { reason: String, message: String },
+    /// Counts as a run that failed at once (the program could not be executed).
+    Failed { message: String },
+}
+
+/// Runs a container until it exits or the pod is stopped; reports `(index, ended)`.
+async fn supervise(
+    index: usize,
+    mut handle: Handle,
+    signal: watch::Receiver<Signal>,
+    max_grace: Duration,
+    report: mpsc::UnboundedSender<(usize, Ended)>,
+) {
+    let ended = handle.wait_or_stop(signal, max_grace).await;
+    let _ = report.send((index, ended));
+}
+
+pub(crate) struct Worker {
+    ctx: Arc<NodeCtx>,
+    pod: Pod,
+    name: String,
+    namespace: String,
+    uid: String,
+    dir: PodDir,
+    signal: watch::Receiver<Signal>,
+    status: PodStatus,
+    cri: Option<CriPod>,
+    sources: Sources,
+    volumes: Vec<(String, PathBuf)>,
+    kubeconfig: Option<PathBuf>,
+}
+
+fn spec_containers(pod: &Pod, init: bool) -> Vec<Container> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    if init {
+        spec.init_containers.unwrap_or_default()
+    } else {
+        spec.containers
+    }
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+impl Worker {
+    pub fn new(ctx: Arc<NodeCtx>, pod: Pod, signal: watch::Receiver<Signal>) -> Worker {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let short: String = uid
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(12)
+            .collect();
+        let dir = PodDir {
+            root: ctx.pods_root.join(format!("{namespace}_{name}_{short}")),
+        };
+        let waiting = |c: &Container, reason: &str| {
+            ContainerStatus::waiting(&c.name, c.image.as_deref().unwrap_or(""), reason)
+        };
+        let init: Vec<ContainerStatus> = spec_containers(&pod, true)
+            .iter()
+            .map(|c| waiting(c, "PodInitializing"))
+            .collect();
+        let containers: Vec<ContainerStatus> = spec_containers(&pod, false)
+            .iter()
+            .map(|c| {
+                waiting(
+                    c,
+                    if init.is_empty() {
+                        "ContainerCreating"
+                    } else {
+                        "PodInitializing"
+                    },
+                )
+            })
+            .collect();
+        let status = PodStatus {
+            phase: "Pending",
+            start_time: now(),
+            initialized: init.is_empty(),
+            init,
+            containers,
+            reason: None,
+            message: None,
+        };
+        let sources = Sources::new(ctx.client.clone(), &namespace);
+        Worker {
+            ctx,
+            pod,
+            name,
+            namespace,
+            uid,
+            dir,
+            signal,
+            status,
+            cri: None,
+            sources,
+            volumes: Vec::new(),
+            kubeconfig: None,
+        }
+    }
+
+    /// Lives the pod's life, then tears it down.
+    pub async fn run(mut self) {
+        let terminal = matches!(
+            self.pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        let end = if terminal {
+            self.until_stopped().await
+        } else {
+            self.live().await
+        };
+        self.teardown(end).await;
+    }
+
+    fn api(&self) -> Api<Pod> {
+        Api::namespaced(self.ctx.client.clone(), &self.namespace)
+    }
+
+    async fn publish(&self) {
+        let patch = json!({"status": self.status.to_value(&now())});
+        let result = self
+            .api()
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await;
+        if let Err(e) = result {
+            tracing::debug!(pod = %self.name, "status update failed: {e}");
+        }
+    }
+
+    fn stopping(&self) -> Option<Signal> {
+        let signal = *self.signal.borrow();
+        (signal != Signal::Run).then_some(signal)
+    }
+
+    /// Waits until the pod is deleted.
+    async fn until_stopped(&mut self) -> Signal {
+        loop {
+            if let Some(signal) = self.stopping() {
+                return signal;
+            }
+            if self.signal.changed().await.is_err() {
+                return Signal::Removed;
+            }
+        }
+    }
+
+    /// Sleeps `period` unless the pod is stopped first.
+    async fn pause(&mut self, period: Duration) -> Option<Signal> {
+        if let Some(signal) = self.stopping() {
+            return Some(signal);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(period) => self.stopping(),
+            changed = self.signal.changed() => match changed {
+                Ok(()) => self.stopping(),
+                Err(_) => Some(Signal::Removed),
+            },
+        }
+    }
+
+    async fn live(&mut self) -> Signal {
+        let fault = self.ctx.fault();
+        match fault {
+            Fault::PendingForever => {
+                self.publish().await;
+                return self.until_stopped().await;
+            }
+            Fault::FailPods => {
+                let at = now();
+                for c in self
+                    .status
+                    .init
+                    .iter_mut()
+                    .chain(self.status.containers.iter_mut())
+                {
+                    c.state = State::Terminated {
+                        exit_code: 1,
+                        reason: "Error".into(),
+                        message: Some(
+                            "the test cluster fails this node's pods (fault injection)".into(),
+                        ),
+                        started_at: at.clone(),
+                        finished_at: at.clone(),
+                    };
+                }
+                self.status.phase = "Failed";
+                self.publish().await;
+                return self.until_stopped().await;
+            }
+            Fault::None => {}
+        }
+        if let Some(signal) = self.prepare().await {
+            return signal;
+        }
+        if let Some(signal) = self.run_init().await {
+            return signal;
+        }
+        self.run_main().await
+    }
+
+    /// Makes the volumes, retrying while a source is missing.
+    async fn prepare(&mut self) -> Option<Signal> {
+        loop {
+            let mounter = Mounter {
+                client: &self.ctx.client,
+                host_root: &self.ctx.host_root,
+            };
+            let mounted = mounter
+                .mount_all(&mut self.sources, &self.pod, &self.dir)
+                .await;
+            match mounted {
+                Ok(volumes) => {
+                    self.volumes = volumes;
+                    self.write_kubeconfig();
+                    return None;
+                }
+                Err(ConfigError(message)) => {
+                    tracing::debug!(pod = %self.name, "mounting volumes: {message}");
+                    self.status.message = Some(format!("MountVolume.SetUp failed: {message}"));
+                    self.publish().await;
+                    self.sources = Sources::new(self.ctx.client.clone(), &self.namespace);
+                    if let Some(signal) = self.pause(RETRY).await {
+                        return Some(signal);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the kubeconfig local processes use: this server, the pod's projected token.
+    fn write_kubeconfig(&mut self) {
+        let token = self
+            .volumes
+            .iter()
+            .map(|(_, path)| path.join("token"))
+            .find(|path| path.is_file())
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_default();
+        let user = crate::apiserver::service_account_username(
+            &self.namespace,
+            self.pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.service_account_name.as_deref())
+                .unwrap_or("default"),
+        );
+        let yaml = crate::apiserver::kubeconfig_yaml(&self.ctx.server_url, &token, &user);
+        let path = self.dir.kubeconfig();
+        let written =
+            std::fs::create_dir_all(&self.dir.root).and_then(|()| std::fs::write(&path, yaml));
+        match written {
+            Ok(()) => self.kubeconfig = Some(path),
+            Err(e) => tracing::warn!("writing {}: {e}", path.display()),
+        }
+    }
+
+    fn local_program(&self, image: &str) -> Option<PathBuf> {
+        self.ctx
+            .local_images
+            .iter()
+            .find(|l| l.matches(image))
+            .map(|l| l.program.clone())
+    }
+
+    /// The base environment of a local process (the pod's variables override it).
+    fn base_env(&self) -> Vec<(String, String)> {
+        let mut vars = vec![
+            (
+                "PATH".to_string(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            ),
+            ("HOSTNAME".to_string(), self.name.clone()),
+            (
+                "HOME".to_string(),
+                self.dir.root.join("home").to_string_lossy().into_owned(),
+            ),
+            (
+                "KUBERNETES_SERVICE_HOST".to_string(),
+                "127.0.0.1".to_string(),
+            ),
+            (
+                "KUBERNETES_SERVICE_PORT".to_string(),
+                self.ctx.server_port.to_string(),
+            ),
+        ];
+        if let Some(kubeconfig) = &self.kubeconfig {
+            vars.push((
+                "KUBECONFIG".to_string(),
+                kubeconfig.to_string_lossy().into_owned(),
+            ));
+        }
+        for key in ["RUST_LOG", "RUST_BACKTRACE"] {
+            if let Ok(value) = std::env::var(key) {
+                vars.push((key.to_string(), value));
+            }
+        }
+        vars.extend(self.ctx.extra_env.iter().cloned());
+        vars
+    }
+
+    async fn start(
+        &mut self,
+        container: &Container,
+        attempt: u32,
+    ) -> Result<(Handle, String, String), StartFailure> {
+        let image = container.image.clone().unwrap_or_default();
+        let vars = env::container_env(&mut self.sources, &self.pod, container)
+            .await
+            .map_err(|ConfigError(message)| StartFailure::Waiting {
+                reason: "CreateContainerConfigError".into(),
+                message,
+            })?;
+        let table = path_table(container, &self.volumes, &self.dir);
+        let termination = self.dir.termination(&container.name);
+        let prepared = std::fs::create_dir_all(self.dir.root.join("termination"))
+            .and_then(|()| std::fs::write(&termination, b""));
+        if let Err(e) = prepared {
+            return Err(StartFailure::Failed {
+                message: format!("creating {}: {e}", termination.display()),
+            });
+        }
+        let expand = |values: &[String]| -> Vec<String> {
+            values.iter().map(|v| env::expand(v, &vars)).collect()
+        };
+        let command = expand(container.command.as_deref().unwrap_or_default());
+        let args = expand(container.args.as_deref().unwrap_or_default());
+        match self.local_program(&image) {
+            Some(program) => self.start_local(container, program, &command, &args, &vars, &table),
+            None => {
+                self.start_cri(container, &image, command, args, vars, &table, attempt)
+                    .await
+            }
+        }
+    }
+
+    fn start_local(
+        &self,
+        container: &Container,
+        program: PathBuf,
+        command: &[String],
+        args: &[String],
+        vars: &[(String, String)],
+        table: &PathTable,
+    ) -> Result<(Handle, String, String), StartFailure> {
+        let image = container.image.clone().unwrap_or_default();
+        let mut env = self.base_env();
+        for (k, v) in vars {
+            env.retain(|(existing, _)| existing != k);
+            env.push((k.clone(), table.rewrite(v)));
+        }
+        let arguments: Vec<String> = command
+            .iter()
+            .skip(1)
+            .chain(args.iter())
+            .map(|a| table.rewrite(a))
+            .collect();
+        let working_dir = container
+            .working_dir
+            .as_deref()
+            .and_then(|w| table.host_path(w))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.dir.root.join("work"));
+        let plan = Plan {
+            program,
+            args: arguments,
+            env,
+            working_dir,
+            log: self.dir.log(&container.name),
+        };
+        match LocalContainer::spawn(&plan, &self.ctx.groups) {
+            Ok(local) => {
+                let id = format!("process://{}", local.pid());
+                Ok((Handle::Local(local), id, image))
+            }
+            Err(e) => Err(StartFailure::Failed {
+                message: format!("starting {}: {e}", plan.program.display()),
+            }),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn start_cri(
+        &mut self,
+        container: &Container,
+        image: &str,
+        command: Vec<String>,
+        args: Vec<String>,
+        vars: Vec<(String, String)>,
+        table: &PathTable,
+        attempt: u32,
+    ) -> Result<(Handle, String, String), StartFailure> {
+        let endpoint = self.ctx.endpoint.clone();
+        match has_image(&endpoint, image).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(StartFailure::Waiting {
+                    reason: "ErrImageNeverPull".into(),
+                    message: format!(
+                        "image {image} is not present on node {} and this test cluster has no registry to pull from",
+                        self.ctx.name
+                    ),
+                });
+            }
+            Err(e) => {
+                return Err(StartFailure::Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: format!("{e:#}"),
+                });
+            }
+        }
+        if self.cri.is_none() {
+            let logs = self.dir.root.join("logs");
+            let _ = std::fs::create_dir_all(&logs);
+            match CriPod::run(
+                &endpoint,
+                &self.name,
+                &self.namespace,
+                &self.uid,
+                &logs.to_string_lossy(),
+            )
+            .await
+            {
+                Ok(pod) => self.cri = Some(pod),
+                Err(e) => {
+                    return Err(StartFailure::Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: format!("creating the pod sandbox: {e:#}"),
+                    });
+                }
+            }
+        }
+        let Some(pod) = self.cri.clone() else {
+            return Err(StartFailure::Waiting {
+                reason: "ContainerCreating".into(),
+                message: "no pod sandbox".into(),
+            });
+        };
+        let mut mounts: Vec<(String, String, bool)> = Vec::new();
+        for mount in container.volume_mounts.iter().flatten() {
+            if let Some(host) = table.host_path(&mount.mount_path) {
+                mounts.push((
+                    mount.mount_path.clone(),
+                    host,
+                    mount.read_only == Some(true),
+                ));
+            }
+        }
+        let termination_path = container
+            .termination_message_path
+            .clone()
+            .unwrap_or_else(|| "/dev/termination-log".into());
+        mounts.push((
+            termination_path,
+            self.dir
+                .termination(&container.name)
+                .to_string_lossy()
+                .into_owned(),
+            false,
+        ));
+        let plan = CriPlan {
+            name: container.name.clone(),
+            image: image.to_string(),
+            command,
+            args,
+            env: vars,
+            working_dir: container.working_dir.clone().unwrap_or_default(),
+            mounts,
+        };
+        match pod.start(&plan, attempt).await {
+            Ok(id) => {
+                let image_id = pod
+                    .image_ref(&id)
+                    .await
+                    .unwrap_or_else(|| image.to_string());
+                Ok((
+                    Handle::Cri {
+                        pod: Box::new(pod),
+                        id: id.clone(),
+                    },
+                    format!("containerd://{id}"),
+                    image_id,
+                ))
+            }
+            Err(e) => Err(StartFailure::Failed {
+                message: format!("{e:#}"),
+            }),
+        }
+    }
+
+    /// The termination message of a container that ended with `code`.
+    fn message(&self, container: &Container, code: i32, attempt: u32) -> Option<String> {
+        let mut message = std::fs::read(self.dir.termination(&container.name)).unwrap_or_default();
+        message.truncate(MESSAGE_LIMIT);
+        let fallback =
+            container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError");
+        if message.is_empty() && fallback && code != 0 {
+            let local = self.dir.log(&container.name);
+            let cri = self
+                .dir
+                .root
+                .join("logs")
+                .join(format!("{}_{attempt}.log", container.name));
+            let text = std::fs::read_to_string(&local)
+                .or_else(|_| {
+                    // CRI log lines are "TIME STREAM TAG MESSAGE".
+                    std::fs::read_to_string(&cri).map(|t| {
+                        t.lines()
+                            .map(|l| l.splitn(4, ' ').nth(3).unwrap_or(""))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                })
+                .unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+            let start = tail.len().saturating_sub(2048);
+            let start = (start..tail.len())
+                .find(|&i| tail.is_char_boundary(i))
+                .unwrap_or(tail.len());
+            message = tail.as_bytes()[start..].to_vec();
+        }
+        (!message.is_empty()).then(|| String::from_utf8_lossy(&message).into_owned())
+    }
+
+    fn restart_policy(&self) -> String {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into())
+    }
+
+    /// Runs the init containers one by one. `Some` when the pod stops or fails here.
+    async fn run_init(&mut self) -> Option<Signal> {
+        let init = spec_containers(&self.pod, true);
+        for (i, container) in init.iter().enumerate() {
+            let mut attempt = 0u32;
+            let mut backoff = BACKOFF;
+            loop {
+                let (mut handle, id, image_id) = match self.start(container, attempt).await {
+                    Ok(started) => started,
+                    Err(StartFailure::Waiting { reason, message }) => {
+                        self.status.init[i].state = State::Waiting {
+                            reason,
+                            message: Some(message),
+                        };
+                        self.publish().await;
+                        if let Some(signal) = self.pause(RETRY).await {
+                            return Some(signal);
+                        }
+                        continue;
+                    }
+                    Err(StartFailure::Failed { message }) => {
+                        self.record_start_failure(true, i, message);
+                        if self.restart_policy() == "Never" {
+                            self.status.phase = "Failed";
+                            self.publish().await;
+                            return Some(self.until_stopped().await);
+                        }
+                        attempt += 1;
+                        if let Some(signal) = self.pause(backoff).await {
+                            return Some(signal);
+                        }
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                };
+                let started_at = now();
+                self.status.init[i].container_id = id;
+                self.status.init[i].image_id = image_id;
+                self.status.init[i].state = State::Running {
+                    started_at: started_at.clone(),
+                };
+                self.publish().await;
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                let signal = self.signal.clone();
+                let max_grace = self.ctx.max_grace;
+                tokio::spawn(async move {
+                    let ended = handle.wait_or_stop(signal, max_grace).await;
+                    let _ = tx.send((0, ended));
+                });
+                let Some((_, ended)) = rx.recv().await else {
+                    return Some(Signal::Removed);
+                };
+                let message = self.message(container, ended.code, attempt);
+                self.status.init[i].state = State::Terminated {
+                    exit_code: ended.code,
+                    reason: ended.reason,
+                    message,
+                    started_at,
+                    finished_at: now(),
+                };
+                if let Some(signal) = self.stopping() {
+                    return Some(signal);
+                }
+                if ended.code == 0 {
+                    break;
+                }
+                if self.restart_policy() == "Never" {
+                    self.status.phase = "Failed";
+                    for c in &mut self.status.containers {
+                        c.state = State::Waiting {
+                            reason: "PodInitializing".into(),
+                            message: None,
+                        };
+                    }
+                    self.publish().await;
+                    return Some(self.until_stopped().await);
+                }
+                attempt += 1;
+                self.status.init[i].restart_count += 1;
+                self.publish().await;
+                if let Some(signal) = self.pause(backoff).await {
+                    return Some(signal);
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+        self.status.initialized = true;
+        None
+    }
+
+    fn record_start_failure(&mut self, init: bool, i: usize, message: String) {
+        let at = now();
+        let status = if init {
+            &mut self.status.init[i]
+        } else {
+            &mut self.status.containers[i]
+        };
+        status.state = State::Terminated {
+            exit_code: 128,
+            reason: "StartError".into(),
+            message: Some(message),
+            started_at: at.clone(),
+            finished_at: at,
+        };
+    }
+
+    /// Runs the containers until the pod is stopped.
+    async fn run_main(&mut self) -> Signal {
+        let containers = spec_containers(&self.pod, false);
+        let n = containers.len();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Ended)>();
+        let mut running = vec![false; n];
+        let mut started_at = vec![String::new(); n];
+        let mut attempts = vec![0u32; n];
+        let mut backoff = vec![BACKOFF; n];
+        let mut done = vec![false; n];
+        // When each container that waits to start may be tried again.
+        let mut due: Vec<Option<tokio::time::Instant>> = vec![Some(tokio::time::Instant::now()); n];
+        for c in &mut self.status.containers {
+            c.state = State::Waiting {
+                reason: "ContainerCreating".into(),
+                message: None,
+            };
+        }
+        loop {
+            // Start what is due.
+            let now_instant = tokio::time::Instant::now();
+            let mut changed = false;
+            for i in 0..n {
+                if self.stopping().is_some() {
+                    break;
+                }
+                if running[i] || done[i] || due[i].is_none_or(|d| d > now_instant) {
+                    continue;
+                }
+                due[i] = None;
+                changed = true;
+                match self.start(&containers[i], attempts[i]).await {
+                    Ok((handle, id, image_id)) => {
+                        running[i] = true;
+                        started_at[i] = now();
+                        self.status.containers[i].container_id = id;
+                        self.status.containers[i].image_id = image_id;
+                        self.status.containers[i].state = State::Running {
+                            started_at: started_at[i].clone(),
+                        };
+                        tokio::spawn(supervise(
+                            i,
+                            handle,
+                            self.signal.clone(),
+                            self.ctx.max_grace,
+                            tx.clone(),
+                        ));
+                    }
+                    Err(StartFailure::Waiting { reason, message }) => {
+                        self.status.containers[i].state = State::Waiting {
+                            reason,
+                            message: Some(message),
+                        };
+                        due[i] = Some(tokio::time::Instant::now() + RETRY);
+                    }
+                    Err(StartFailure::Failed { message }) => {
+                        self.record_start_failure(false, i, message);
+                        self.after_exit(i, 128, &mut attempts, &mut backoff, &mut done, &mut due);
+                    }
+                }
+            }
+            if changed {
+                self.update_phase(&done);
+                self.publish().await;
+            }
+            if running.iter().all(|r| !r) && done.iter().all(|d| *d) {
+                return self.until_stopped().await;
+            }
+            let next_due = due.iter().flatten().min().copied();
+            let stopping = self.stopping();
+            if stopping.is_some() && running.iter().all(|r| !r) {
+                return stopping.unwrap_or(Signal::Removed);
+            }
+            tokio::select! {
+                Some((i, ended)) = rx.recv() => {
+                    running[i] = false;
+                    let message = self.message(&containers[i], ended.code, attempts[i]);
+                    self.status.containers[i].state = State::Terminated {
+                        exit_code: ended.code,
+                        reason: ended.reason,
+                        message,
+                        started_at: started_at[i].clone(),
+                        finished_at: now(),
+                    };
+                    if let Some(signal) = self.stopping() {
+                        if running.iter().all(|r| !r) {
+                            return signal;
+                        }
+                        continue;
+                    }
+                    self.after_exit(i, ended.code, &mut attempts, &mut backoff, &mut done, &mut due);
+                    self.update_phase(&done);
+                    self.publish().await;
+                }
+                () = async {
+                    match next_due {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                }, if stopping.is_none() => {}
+                changed = self.signal.changed(), if stopping.is_none() => {
+                    if changed.is_err() {
+                        return Signal::Removed;
+                    }
+                    // Running containers see the signal themselves and report their end.
+                    if running.iter().all(|r| !r)
+                        && let Some(signal) = self.stopping()
+                    {
+                        return signal;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decides what follows a container's exit: a restart after back-off, or the end.
+    fn after_exit(
+        &mut self,
+        i: usize,
+        code: i32,
+        attempts: &mut [u32],
+        backoff: &mut [Duration],
+        done: &mut [bool],
+        due: &mut [Option<tokio::time::Instant>],
+    ) {
+        let restart = match self.restart_policy().as_str() {
+            "Never" => false,
+            "OnFailure" => code != 0,
+            _ => true,
+        };
+        if !restart {
+            done[i] = true;
+            return;
+        }
+        let status = &mut self.status.containers[i];
+        status.last_state = Some(status.state.clone());
+        status.restart_count += 1;
+        status.state = State::Waiting {
+            reason: "CrashLoopBackOff".into(),
+            message: Some(format!(
+                "back-off {:?} restarting failed container",
+                backoff[i]
+            )),
+        };
+        attempts[i] += 1;
+        due[i] = Some(tokio::time::Instant::now() + backoff[i]);
+        backoff[i] = (backoff[i] * 2).min(MAX_BACKOFF);
+    }
+
+    fn update_phase(&mut self, done: &[bool]) {
+        let exits: Vec<Option<i32>> = self
+            .status
+            .containers
+            .iter()
+            .map(|c| match c.state {
+                State::Terminated { exit_code, .. } => Some(exit_code),
+                _ => None,
+            })
+            .collect();
+        let all_done = done.iter().all(|d| *d);
+        self.status.phase = if all_done {
+            if exits.iter().all(|e| *e == Some(0)) {
+                "Succeeded"
+            } else {
+                "Failed"
+            }
+        } else if self.status.containers.iter().any(|c| {
+            matches!(c.state, State::Running { .. })
+                || c.restart_count > 0
+                || matches!(c.state, State::Terminated { .. })
+        }) {
+            "Running"
+        } else {
+            "Pending"
+        };
+    }
+
+    async fn teardown(&mut self, end: Signal) {
+        if let Signal::Terminate(_) = end {
+            // Containers have stopped; report, then let the object go.
+            let at = now();
+            for c in self
+                .status
+                .containers
+                .iter_mut()
+                .chain(self.status.init.iter_mut())
+            {
+                if let State::Running { started_at } = &c.state {
+                    c.state = State::Terminated {
+                        exit_code: 137,
+                        reason: "Error".into(),
+                        message: None,
+                        started_at: started_at.clone(),
+                        finished_at: at.clone(),
+                    };
+                }
+            }
+            if !matches!(self.status.phase, "Succeeded" | "Failed")
+                && self.status.phase != "Pending"
+            {
+                let all_zero = self
+                    .status
+                    .containers
+                    .iter()
+                    .all(|c| matches!(c.state, State::Terminated { exit_code: 0, .. }));
+                self.status.phase = if all_zero { "Succeeded" } else { "Failed" };
+            }
+            self.publish().await;
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(self.uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            if let Err(e) = self.api().delete(&self.name, &params).await {
+                tracing::debug!(pod = %self.name, "final delete: {e}");
+            }
+        }
+        if let Some(cri) = self.cri.take()
+            && let Err(e) = cri.remove().await
+        {
+            tracing::warn!(pod = %self.name, "removing the pod sandbox: {e:#}");
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.dir.root)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("removing {}: {e}", self.dir.root.display());
+        }
+    }
+}
+
+impl Handle {
+    /// Waits for the end, or stops the container when the pod is stopped.
+    async fn wait_or_stop(
+        &mut self,
+        mut signal: watch::Receiver<Signal>,
+        max_grace: Duration,
+    ) -> Ended {
+        loop {
+            let current = *signal.borrow_and_update();
+            match current {
+                Signal::Run => {}
+                Signal::Terminate(seconds) => {
+                    return self.stop(Duration::from_secs(seconds).min(max_grace)).await;
+                }
+                Signal::Removed => return self.stop(Duration::ZERO).await,
+            }
+            tokio::select! {
+                ended = self.wait() => return ended,
+                changed = signal.changed() => {
+                    if changed.is_err() {
+                        return self.stop(Duration::ZERO).await;
+                    }
+                }
+            }
+        }
+    }
+}
