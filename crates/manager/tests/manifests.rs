@@ -32,7 +32,13 @@ fn checked_in_manifests_parse_as_objects() {
         }
         kinds.push(value["kind"].as_str().unwrap_or_default().to_owned());
     }
-    for kind in ["CustomResourceDefinition", "ClusterRole", "Role", "ConfigMap", "Deployment"] {
+    for kind in [
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "Role",
+        "ConfigMap",
+        "Deployment",
+    ] {
         assert!(kinds.iter().any(|k| k == kind), "no {kind} in {kinds:?}");
     }
 }
