@@ -32,6 +32,13 @@ pub enum Command {
     /// Build or inspect the offline vulnerability database.
     #[command(subcommand)]
     Db(crate::db::DbCommand),
+    /// Run the cluster manager (in a pod, or against --kubeconfig).
+    Manager(crate::manager::ManagerArgs),
+    /// Run one node's worker (the program of the worker pods the manager creates).
+    Worker(crate::worker::WorkerArgs),
+    /// Print the manifests that install Image Cleaner (namespace, CRDs, RBAC, config,
+    /// manager Deployment).
+    Manifests(crate::manifests::ManifestsArgs),
 }
 
 #[derive(Debug, Subcommand)]

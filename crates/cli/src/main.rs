@@ -11,9 +11,12 @@ mod config;
 mod crds;
 mod db;
 mod exit;
+mod manager;
+mod manifests;
 mod node;
 mod output;
 mod scan;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -44,6 +47,9 @@ fn main() -> ExitCode {
             Command::Config(command) => config::run(command),
             Command::Scan(args) => scan::run(args).await,
             Command::Db(command) => db::run(command),
+            Command::Manager(args) => manager::run(args).await,
+            Command::Worker(args) => worker::run(args).await,
+            Command::Manifests(args) => manifests::run(args),
         }
     });
     match result {
