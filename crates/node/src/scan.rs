@@ -275,28 +275,37 @@ async fn scan_one(
             };
         }
     }
-    let tree = stream_layers(image, &label, snapshots, cache)
+    let (tree, contributing) = stream_layers(image, &label, snapshots, cache)
         .await
         .map_err(|why| (Some(Method::Layers), why))?;
+    // Images whose wanted files come from the same layers have the same scan.
+    if let Some(scan) = cache.scanned(&contributing) {
+        return Ok((Method::Layers, scan));
+    }
     let scanned = tokio::task::spawn_blocking(move || {
         image_cleaner_scanner::scan(&tree, &db, SystemTime::now())
     })
     .await;
     match scanned {
-        Ok(Ok(scan)) => Ok((Method::Layers, scan)),
+        Ok(Ok(scan)) => {
+            cache.remember_scan(contributing, &scan);
+            Ok((Method::Layers, scan))
+        }
         Ok(Err(e)) => Err((Some(Method::Layers), e.to_string())),
         Err(e) => Err((Some(Method::Layers), format!("scan task failed: {e}"))),
     }
 }
 
 /// Streams the image's layers from the content store, top first, until upper layers decide
-/// every file the scan reads.
+/// every file the scan reads. Also returns the digests of the layers that contributed to
+/// what was read (kept files, whiteouts, opaque directories), top first: the merged tree is
+/// a function of those alone.
 async fn stream_layers(
     image: &Image,
     label: &str,
     snapshots: &Snapshots,
     cache: &LayerCache,
-) -> Result<FileTree, String> {
+) -> Result<(FileTree, Vec<String>), String> {
     let blobs = snapshots
         .image_blobs(&image.id)
         .await
@@ -306,6 +315,7 @@ async fn stream_layers(
     }
     let wanted = Arc::new(image_cleaner_scanner::wanted());
     let mut tree = FileTree::new(label);
+    let mut contributing = Vec::new();
     for (digest, _media_type) in blobs.iter().rev() {
         let files = match cache.get(digest) {
             Some(files) => files,
@@ -319,12 +329,15 @@ async fn stream_layers(
                 cache.put(digest, parsed)
             }
         };
+        if !(files.entries.is_empty() && files.whiteouts.is_empty() && files.opaque.is_empty()) {
+            contributing.push(digest.clone());
+        }
         tree.add_lower(&files);
         if tree.decides(&wanted) {
             break;
         }
     }
-    Ok(tree)
+    Ok((tree, contributing))
 }
 
 /// Parsed layers shared between the images of one run, within a byte budget (oldest out
@@ -339,9 +352,30 @@ struct CachedLayers {
     by_digest: HashMap<String, Arc<LayerFiles>>,
     oldest_first: VecDeque<String>,
     held_bytes: usize,
+    /// Scans by the layers their files came from.
+    scans: HashMap<Vec<String>, ImageScan>,
 }
 
+/// Scans remembered per run; each is small (findings only), so a count bound suffices.
+const REMEMBERED_SCANS: usize = 4096;
+
 impl LayerCache {
+    fn scanned(&self, contributing: &[String]) -> Option<ImageScan> {
+        if contributing.is_empty() {
+            return None;
+        }
+        self.inner.lock().ok()?.scans.get(contributing).cloned()
+    }
+
+    fn remember_scan(&self, contributing: Vec<String>, scan: &ImageScan) {
+        if let Ok(mut cache) = self.inner.lock()
+            && !contributing.is_empty()
+            && cache.scans.len() < REMEMBERED_SCANS
+        {
+            cache.scans.insert(contributing, scan.clone());
+        }
+    }
+
     fn get(&self, digest: &str) -> Option<Arc<LayerFiles>> {
         self.inner.lock().ok()?.by_digest.get(digest).cloned()
     }
