@@ -6,6 +6,8 @@
 
 mod support;
 
+mod config;
 mod lists;
 mod nodes;
+mod restart;
 mod scheduled;

@@ -49,7 +49,7 @@ async fn the_node_filter_excludes_and_includes_by_label() {
     assert_eq!((status.success, status.failed, status.skipped), (1, 0, 2));
     env.wait_images(
         "nginx gone on the labelled node",
-        &[labelled.clone()],
+        std::slice::from_ref(&labelled),
         |i| !i.contains(NGINX),
     )
     .await;

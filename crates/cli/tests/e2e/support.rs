@@ -19,7 +19,7 @@ use image_cleaner_manager::manifests;
 use image_cleaner_manager::{LeaseSettings, Running, Settings, WorkerTimeouts};
 use image_cleaner_testkit::{ClusterOptions, Fault, ImageSpec, Layer, TestCluster};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -529,12 +529,6 @@ pub async fn create(client: &Client, object: Value) {
         Err(kube::Error::Api(status)) if status.code == 409 => {}
         Err(error) => panic!("creating {kind} {}: {error}", object.name_any()),
     }
-}
-
-/// Deletes an ImageJob.
-pub async fn delete_job(client: &Client, name: &str) {
-    let api: Api<ImageJob> = Api::all(client.clone());
-    let _ = api.delete(name, &DeleteParams::background()).await;
 }
 
 /// `GET /metrics`.
