@@ -1,5 +1,6 @@
 //! A scheduled run removes what nothing uses, on every node, and keeps what runs, what a
-//! pending pod (behind its init container) needs, the sandbox image and what is excluded.
+//! pending pod (behind its init container) needs, the sandbox image and what is excluded;
+//! and the next run follows on the wall clock.
 
 use image_cleaner_api::JobPhase;
 use image_cleaner_api::constants::{JOB_OWNER_COLLECTOR, JOB_OWNER_LABEL};
@@ -15,6 +16,7 @@ async fn a_scheduled_run_removes_unused_images_and_keeps_the_rest() {
     let env = Env::start(&TestConfig {
         collector: true,
         begin_immediately: true,
+        repeat_interval: "15s",
         ..TestConfig::default()
     })
     .await;
@@ -73,7 +75,12 @@ async fn a_scheduled_run_removes_unused_images_and_keeps_the_rest() {
     }
 
     // The workers were Eraser's collector pods, on every node.
-    let pods = env.worker_pods().await;
+    let pods: Vec<_> = env
+        .worker_pods()
+        .await
+        .into_iter()
+        .filter(|p| p.labels().get("eraser.sh/imagejob") == Some(&job.name_any()))
+        .collect();
     assert_eq!(pods.len(), 3);
     for pod in &pods {
         assert_eq!(
@@ -113,6 +120,25 @@ async fn a_scheduled_run_removes_unused_images_and_keeps_the_rest() {
         Some(3.0),
         "{metrics}"
     );
+
+    // And the schedule goes on: the next run starts one interval after the previous START
+    // (Eraser waits an interval after the previous end).
+    let second = wait_for("the next scheduled run", || async {
+        env.jobs()
+            .await
+            .into_iter()
+            .find(|j| j.name_any() != job.name_any())
+    })
+    .await;
+    let started = |j: &image_cleaner_api::ImageJob| {
+        j.metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .expect("created")
+    };
+    let gap = started(&second).duration_since(started(&job)).as_secs_f64();
+    assert!((14.0..18.0).contains(&gap), "runs {gap} s apart, not 15 s");
 
     manager.stop().await.expect("the manager stops");
     env.finish().await;
