@@ -3,11 +3,12 @@
 # containerd and runc (the real runtime the tests drive), protoc (the CRI and containerd
 # bindings are generated at build time), busybox-static (a base layer with /bin/sleep for
 # fixture images), gcc/libc (a static pause binary), libsqlite3-dev (the rpm database
-# reader links SQLite) and python3-apt (the reference Debian version ordering that the
-# scanner's ordering is tested against). Skips what is already there.
+# reader links SQLite), python3-apt and rpm (the reference Debian and RPM version orderings
+# the scanner is tested against; rpm also writes the rpm database fixtures). Skips what is
+# already there.
 set -euo pipefail
 
-packages=(containerd runc protobuf-compiler busybox-static gcc libc6-dev ca-certificates libsqlite3-dev python3-apt)
+packages=(containerd runc protobuf-compiler busybox-static gcc libc6-dev ca-certificates libsqlite3-dev python3-apt rpm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

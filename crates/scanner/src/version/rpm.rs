@@ -117,18 +117,14 @@ pub fn parse_evr(evr: &str) -> (u64, &str, &str) {
     }
 }
 
-/// Compares `[epoch:]version-release` strings. A side without a release compares equal on
-/// release, as rpm does when a dependency names no release.
+/// Compares `[epoch:]version-release` strings as rpm's `rpm.vercmp` does: epoch, then
+/// version, then release (a missing release is empty, so older than any).
 pub fn compare_evr(a: &str, b: &str) -> Ordering {
     let (ea, va, ra) = parse_evr(a);
     let (eb, vb, rb) = parse_evr(b);
-    ea.cmp(&eb).then_with(|| rpmvercmp(va, vb)).then_with(|| {
-        if ra.is_empty() || rb.is_empty() {
-            Ordering::Equal
-        } else {
-            rpmvercmp(ra, rb)
-        }
-    })
+    ea.cmp(&eb)
+        .then_with(|| rpmvercmp(va, vb))
+        .then_with(|| rpmvercmp(ra, rb))
 }
 
 #[cfg(test)]
@@ -171,6 +167,6 @@ mod tests {
     fn evr() {
         assert_eq!(compare_evr("1:1.0-1", "2.0-1"), Greater);
         assert_eq!(compare_evr("1.1.1k-7.el8_6", "1.1.1k-12.el8_9"), Less);
-        assert_eq!(compare_evr("3.0.7-24.el9", "3.0.7"), Equal);
+        assert_eq!(compare_evr("3.0.7-24.el9", "3.0.7"), Greater);
     }
 }
