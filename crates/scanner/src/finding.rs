@@ -51,8 +51,8 @@ impl Severity {
         Severity::ALL.get(usize::from(v)).copied()
     }
 
-    /// A vendor's word for severity (Debian urgency, Ubuntu priority, GHSA/NVD level), or
-    /// `None` if it is not one.
+    /// A vendor's word for severity (Debian urgency, Ubuntu priority, Red Hat impact,
+    /// GHSA/NVD level), or `None` if it is not one.
     pub fn from_vendor(word: &str) -> Option<Severity> {
         let word = word
             .trim()
@@ -63,7 +63,7 @@ impl Severity {
             "unimportant" | "negligible" | "low" => Severity::Low,
             "medium" | "moderate" => Severity::Medium,
             "high" | "important" => Severity::High,
-            "critical" => Severity::Critical,
+            "critical" | "emergency" => Severity::Critical,
             "untriaged" | "not yet assigned" | "unknown" | "end-of-life" => Severity::Unknown,
             _ => return None,
         })
