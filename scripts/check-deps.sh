@@ -8,3 +8,11 @@ if [[ -n "$bad" ]]; then
   exit 1
 fi
 echo "check-deps: image-cleaner-core depends on no Kubernetes, gRPC or async runtime crate"
+
+# The scanner reads files and byte streams only: no runtime client, no network, no async.
+bad=$(cargo tree -e normal -p image-cleaner-scanner --prefix none 2>/dev/null | grep -E '^(kube|k8s-openapi|tonic|prost|tokio|hyper|reqwest|image-cleaner-cri) ' || true)
+if [[ -n "$bad" ]]; then
+  echo "image-cleaner-scanner must not depend on: $bad" >&2
+  exit 1
+fi
+echo "check-deps: image-cleaner-scanner depends on no runtime client, network or async crate"
