@@ -333,3 +333,105 @@ async fn images_that_cannot_be_scanned_are_kept_unless_asked() {
     );
     containerd.shutdown().await.unwrap();
 }
+
+/// An image that was never unpacked scans by streaming its layers; an image whose layer
+/// blobs were discarded after unpacking (`discard_unpacked_layers`) still scans through its
+/// snapshots, where streaming layers would fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn scans_without_snapshots_and_without_layer_blobs() {
+    let data = debian::real_data();
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Database::open(&debian::build_db(data, db_dir.path())).unwrap());
+    let containerd = Containerd::start().await.unwrap();
+    let base = deb_layer(&[&data.base_files], Vec::new());
+    let packages = |marker: &str| {
+        deb_layer(
+            &[&data.zlib_old],
+            vec![
+                FileEntry::file("var/lib/dpkg/status", debian::status_stanza(&data.zlib_old)),
+                FileEntry::file(format!("opt/{marker}"), marker),
+            ],
+        )
+    };
+
+    let packed = ImageSpec::new()
+        .name("example.com/debian/not-unpacked:1")
+        .layer(base.clone())
+        .layer(packages("packed"));
+    let archive = containerd.dir().join("not-unpacked.tar");
+    let packed = packed.write_archive(&archive).unwrap();
+    containerd
+        .ctr(&[
+            "images".as_ref(),
+            "import".as_ref(),
+            "--no-unpack".as_ref(),
+            archive.as_os_str(),
+        ])
+        .await
+        .unwrap();
+    containerd.wait_visible(&packed).await.unwrap();
+
+    let discarded_layer = packages("discarded");
+    let discarded = containerd
+        .load(
+            &ImageSpec::new()
+                .name("example.com/debian/blobs-discarded:1")
+                .layer(base)
+                .layer(discarded_layer.clone()),
+        )
+        .await
+        .unwrap();
+    containerd
+        .ctr(&["content", "rm", discarded_layer.digest()])
+        .await
+        .unwrap();
+
+    let endpoint: Endpoint = containerd.endpoint().parse().unwrap();
+    let runtime = Runtime::connect(&endpoint, Timeouts::default())
+        .await
+        .unwrap();
+    let images: Vec<_> = runtime
+        .cri
+        .list_images()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.id.as_str() == packed.id || i.id.as_str() == discarded.id)
+        .collect();
+    assert_eq!(images.len(), 2);
+    let mut settings = Settings::new(Scanner::Native(db));
+    let results = scan::scan_images(&runtime, &images, &settings, &|_, _| {}).await;
+    let result = |id: &str| results.iter().find(|r| r.id == id).unwrap();
+    let zlib: Vec<String> = data.zlib_open.iter().cloned().collect();
+    for (id, method) in [
+        (&packed.id, Method::Layers),
+        (&discarded.id, Method::Snapshot),
+    ] {
+        let r = result(id);
+        assert_eq!(
+            (r.error.as_deref(), r.method),
+            (None, Some(method)),
+            "{:?}",
+            r.names
+        );
+        let found: Vec<String> = r
+            .scan
+            .as_ref()
+            .unwrap()
+            .findings
+            .iter()
+            .map(|f| f.vulnerability_id.clone())
+            .collect();
+        assert_eq!(found, zlib, "{:?}", r.names);
+    }
+    // Without snapshots the discarded image cannot be read: it fails, and is kept.
+    settings.use_snapshots = false;
+    let results = scan::scan_images(&runtime, &images, &settings, &|_, _| {}).await;
+    let failed = results.iter().find(|r| r.id == discarded.id).unwrap();
+    assert!(failed.error.is_some(), "{failed:?}");
+    assert!(
+        !scan::vulnerable(&results, &settings)
+            .contains_key(&image_cleaner_core::ImageId::new(discarded.id.clone()))
+    );
+    containerd.shutdown().await.unwrap();
+}
