@@ -229,7 +229,13 @@ async fn scan_one(
     let db = match &settings.scanner {
         Scanner::Trivy(trivy) => {
             let trivy = trivy.clone();
-            let reference = image.id.to_string();
+            // Trivy resolves containerd images by reference; the ID only when there is none.
+            let reference = image
+                .names
+                .first()
+                .or(image.digests.first())
+                .cloned()
+                .unwrap_or_else(|| image.id.to_string());
             let address = endpoint.trim_start_matches("unix://").to_string();
             let scanned = tokio::task::spawn_blocking(move || {
                 trivy.scan(&Target::ContainerdImage {
