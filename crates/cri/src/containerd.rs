@@ -19,6 +19,7 @@ use sha2::{Digest as _, Sha256};
 use tonic::transport::Channel;
 
 use crate::client::call;
+use crate::oci::{self, ImageConfig, Manifest};
 use crate::{Endpoint, Error, Result};
 
 /// The containerd namespace CRI works in; other namespaces are invisible to kubelet.
@@ -119,34 +120,6 @@ pub struct Client {
     usage_cache: Mutex<HashMap<String, u64>>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Manifest {
-    #[serde(default)]
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-struct Descriptor {
-    digest: String,
-}
-
-#[derive(Deserialize)]
-struct ImageConfig {
-    #[serde(default)]
-    rootfs: Option<RootFs>,
-}
-
-#[derive(Deserialize)]
-struct RootFs {
-    #[serde(default)]
-    diff_ids: Vec<String>,
-}
-
 impl Client {
     /// A client over an existing channel (the CRI one: containerd serves both on one socket).
     /// `snapshotter` is the CRI plugin's snapshotter, normally `overlayfs`.
@@ -170,12 +143,7 @@ impl Client {
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert(
-            "containerd-namespace",
-            tonic::metadata::MetadataValue::from_static(NAMESPACE),
-        );
-        request
+        oci::request(message, None)
     }
 
     /// Maps every image to its blobs and snapshots. Manifests and configs are tiny and read
@@ -270,7 +238,7 @@ impl Client {
             };
             let diff_ids = if present.blobs.contains_key(&config.digest) {
                 let image_config: ImageConfig = self.read_json(&config.digest).await?;
-                image_config.rootfs.map(|r| r.diff_ids).unwrap_or_default()
+                image_config.diff_ids()
             } else {
                 Vec::new()
             };

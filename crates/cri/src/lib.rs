@@ -15,6 +15,7 @@ mod client;
 pub mod containerd;
 pub mod endpoint;
 mod error;
+mod oci;
 pub mod snapshots;
 
 pub use client::{Client, ContainerTimes, RuntimeVersion, Timeouts};

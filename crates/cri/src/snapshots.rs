@@ -32,7 +32,8 @@ use serde::Deserialize;
 use tonic::transport::Channel;
 
 use crate::client::call;
-use crate::containerd::{NAMESPACE, chain_ids};
+use crate::containerd::chain_ids;
+use crate::oci::{ImageConfig, Manifest, request};
 use crate::{Endpoint, Error, Result};
 
 /// Label that makes containerd collect a lease after the given RFC 3339 time.
@@ -99,51 +100,6 @@ struct Releaser {
     channel: Channel,
     snapshotter: String,
     timeout: Duration,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Manifest {
-    #[serde(default)]
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Descriptor {
-    digest: String,
-    #[serde(default)]
-    media_type: String,
-}
-
-#[derive(Deserialize)]
-struct ImageConfig {
-    #[serde(default)]
-    rootfs: Option<RootFs>,
-}
-
-#[derive(Deserialize)]
-struct RootFs {
-    #[serde(default)]
-    diff_ids: Vec<String>,
-}
-
-fn request<T>(message: T, lease: Option<&str>) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "containerd-namespace",
-        tonic::metadata::MetadataValue::from_static(NAMESPACE),
-    );
-    if let Some(lease) = lease
-        && let Ok(value) = tonic::metadata::MetadataValue::try_from(lease)
-    {
-        request.metadata_mut().insert("containerd-lease", value);
-    }
-    request
 }
 
 /// A name no other scan (in this or another process) uses.
@@ -344,7 +300,7 @@ impl Snapshots {
     /// digest), compressed blobs from its manifest.
     pub async fn image_layers(&self, image: &ImageId) -> Result<ImageLayers> {
         let config: ImageConfig = self.read_json(image.as_str()).await?;
-        let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+        let diff_ids = config.diff_ids();
         let blobs = self.manifest_layers(image.as_str()).await?;
         Ok(ImageLayers {
             chain_ids: chain_ids(&diff_ids),
