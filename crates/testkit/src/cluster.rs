@@ -229,6 +229,7 @@ impl TestCluster {
                 pods_dir: node_dir.join("pods"),
                 local_images: options.local_images(),
                 server_url: url.to_string(),
+                server_ca: server.ca_pem().to_string(),
                 extra_env: options.extra_env.clone(),
                 max_grace: options.max_grace,
                 labels: Vec::new(),

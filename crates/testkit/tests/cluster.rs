@@ -4,6 +4,8 @@
 
 mod cluster {
     pub mod api;
+    pub mod kubectl;
     pub mod kubelet;
+    pub mod rbac;
     pub mod support;
 }

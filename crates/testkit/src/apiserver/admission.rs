@@ -96,6 +96,7 @@ pub(crate) fn on_update(
 /// Creates what a new namespace gets in a real cluster.
 pub(crate) fn namespace_created(store: &mut Store, namespace: &str) {
     let now = meta::now();
+    let root_ca = store.root_ca.clone();
     let objects = [
         (
             ResourceId::new("", "serviceaccounts"),
@@ -107,7 +108,7 @@ pub(crate) fn namespace_created(store: &mut Store, namespace: &str) {
             json!({"apiVersion": "v1", "kind": "ConfigMap",
                    "metadata": {"name": "kube-root-ca.crt", "namespace": namespace,
                                 "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
-                   "data": {"ca.crt": ""}}),
+                   "data": {"ca.crt": root_ca}}),
         ),
     ];
     for (resource, mut object) in objects {

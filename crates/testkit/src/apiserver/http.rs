@@ -413,7 +413,16 @@ impl Call<'_> {
         if self.info.verb != "create" || !self.info.name.is_empty() {
             return Err(ApiError::method_not_allowed(&self.info.path));
         }
-        let body = decode(&content_type(self.headers), self.body)?;
+        let kind = content_type(self.headers);
+        let body = if kind.contains("protobuf") {
+            super::protobuf::access_review(self.body).ok_or_else(|| {
+                ApiError::unsupported_media_type(
+                    "only access reviews are read as protobuf; send JSON",
+                )
+            })?
+        } else {
+            decode(&kind, self.body)?
+        };
         let answer = match rt.builtin {
             Some(Builtin::SelfSubjectReview) => reviews::self_subject_review(self.user),
             _ => {

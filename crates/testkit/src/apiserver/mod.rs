@@ -1,4 +1,4 @@
-//! A Kubernetes API server stand-in over real HTTP on loopback, faithful to the API
+//! A Kubernetes API server stand-in over real HTTPS on loopback, faithful to the API
 //! conventions a controller depends on, so that an unmodified `kube::Client` (and kubectl)
 //! can drive the cleaner's manager and workers against it.
 //!
@@ -31,6 +31,7 @@ mod http;
 mod meta;
 mod output;
 mod patch;
+mod protobuf;
 mod rbac;
 mod read;
 mod request;
@@ -39,6 +40,7 @@ mod reviews;
 mod schema;
 mod selectors;
 mod store;
+mod tls;
 mod watch;
 mod write;
 
@@ -113,6 +115,8 @@ pub(crate) struct Shared {
     options: ServerOptions,
     shutdown: CancellationToken,
     address: SocketAddr,
+    ca_pem: String,
+    ca_der: Vec<u8>,
 }
 
 impl Shared {
@@ -163,13 +167,15 @@ pub const ADMIN_USER: &str = "kubernetes-admin";
 
 impl ApiServer {
     /// Binds `127.0.0.1`, creates the system namespaces, default RBAC and the given CRDs, and
-    /// starts serving.
+    /// starts serving HTTPS (with a certificate from a CA made for this server).
     pub async fn start(options: ServerOptions) -> anyhow::Result<ApiServer> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port))
             .await
             .with_context(|| format!("binding 127.0.0.1:{}", options.port))?;
         let address = listener.local_addr().context("reading the bound address")?;
+        let certificates = tls::certificates()?;
         let mut store = Store::new(options.history_limit);
+        store.root_ca = certificates.ca_pem.clone();
         bootstrap::bootstrap(&mut store)
             .map_err(|e| anyhow::anyhow!("bootstrapping the store: {}", e.message))?;
         let shared = Arc::new(Shared {
@@ -180,6 +186,8 @@ impl ApiServer {
             options: options.clone(),
             shutdown: CancellationToken::new(),
             address,
+            ca_pem: certificates.ca_pem.clone(),
+            ca_der: certificates.ca_der.clone(),
         });
         let admin_token = meta::new_token();
         shared.tokens.insert(
@@ -197,6 +205,7 @@ impl ApiServer {
             .fallback(http::handle)
             .with_state(shared.clone());
         let cancelled = shared.shutdown.clone();
+        let listener = tls::TlsListener::new(listener, &certificates, cancelled.clone())?;
         let serve = tokio::spawn(async move {
             let result = axum::serve(listener, router)
                 .with_graceful_shutdown(cancelled.cancelled_owned())
@@ -212,9 +221,14 @@ impl ApiServer {
         Ok(server)
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.shared.address)
+        format!("https://{}", self.shared.address)
+    }
+
+    /// The CA that signed the server's certificate (PEM), for kubeconfigs and `ca.crt` files.
+    pub fn ca_pem(&self) -> &str {
+        &self.shared.ca_pem
     }
 
     /// The bound address.
@@ -333,17 +347,24 @@ impl ApiServer {
 
     /// A kubeconfig (YAML) for this server with `token`.
     pub fn kubeconfig(&self, token: &str, user: &str) -> String {
-        kubeconfig_yaml(&self.url(), token, user)
+        kubeconfig_yaml(&self.url(), &self.shared.ca_pem, token, user)
+    }
+
+    /// A kube client configuration for this server (trusting its CA) with `token`; change it
+    /// (e.g. `auth_info.impersonate`) before building a client.
+    pub fn config_with_token(&self, token: &str) -> anyhow::Result<kube::Config> {
+        let uri: axum::http::Uri = self.url().parse().context("parsing the server URL")?;
+        let mut config = kube::Config::new(uri);
+        config.root_cert = Some(vec![self.shared.ca_der.clone()]);
+        config.auth_info.token = Some(token.to_string().into());
+        config.default_namespace = "default".into();
+        config.read_timeout = Some(Duration::from_secs(300));
+        Ok(config)
     }
 
     /// A client authenticated with `token`.
     pub fn client_with_token(&self, token: &str) -> anyhow::Result<kube::Client> {
-        let uri: axum::http::Uri = self.url().parse().context("parsing the server URL")?;
-        let mut config = kube::Config::new(uri);
-        config.auth_info.token = Some(token.to_string().into());
-        config.default_namespace = "default".into();
-        config.read_timeout = Some(Duration::from_secs(300));
-        kube::Client::try_from(config).context("building a kube client")
+        kube::Client::try_from(self.config_with_token(token)?).context("building a kube client")
     }
 
     /// An admin client.
@@ -407,12 +428,15 @@ impl Drop for ApiServer {
     }
 }
 
-/// A kubeconfig document for `server` with a bearer `token`.
-pub fn kubeconfig_yaml(server: &str, token: &str, user: &str) -> String {
+/// A kubeconfig document for `server` (trusting `ca_pem`) with a bearer `token`.
+pub fn kubeconfig_yaml(server: &str, ca_pem: &str, token: &str, user: &str) -> String {
+    use base64::Engine as _;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let config = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "imagecleaner-test", "cluster": {"server": server}}],
+        "clusters": [{"name": "imagecleaner-test",
+                      "cluster": {"server": server, "certificate-authority-data": ca}}],
         "users": [{"name": user, "user": {"token": token}}],
         "contexts": [{"name": "imagecleaner-test",
                       "context": {"cluster": "imagecleaner-test", "user": user, "namespace": "default"}}],

@@ -72,6 +72,8 @@ pub(crate) struct Store {
     sender: broadcast::Sender<Arc<Change>>,
     /// The served types.
     pub registry: Registry,
+    /// The cluster CA (PEM), published in every namespace's `kube-root-ca.crt`.
+    pub root_ca: String,
 }
 
 /// How many changes a watcher may fall behind before it is cut off (it then resumes from
@@ -90,6 +92,7 @@ impl Store {
             floor: 1,
             sender,
             registry: Registry::default(),
+            root_ca: String::new(),
         }
     }
 

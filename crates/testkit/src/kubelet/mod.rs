@@ -20,7 +20,7 @@
 //! - **Environment**: only the pod's (`env`, `envFrom`, `fieldRef` such as `spec.nodeName`,
 //!   ConfigMap and Secret keys) plus `PATH`, `HOSTNAME`, `HOME`,
 //!   `KUBERNETES_SERVICE_HOST`/`PORT` and `KUBECONFIG`, a kubeconfig for the loopback server
-//!   whose token is the pod's own service-account token (bound to the pod, from the
+//!   (HTTPS, trusting its CA) whose token is the pod's own service-account token (bound to the pod, from the
 //!   TokenRequest API); `RUST_LOG` and `RUST_BACKTRACE` pass through. kube's
 //!   `Config::infer()` reads `KUBECONFIG` first, so an unmodified worker talks to the loopback
 //!   server as its service account.
@@ -125,6 +125,8 @@ pub struct KubeletOptions {
     pub local_images: Vec<LocalImage>,
     /// The API server URL processes are pointed at.
     pub server_url: String,
+    /// The CA (PEM) that signed the API server's certificate.
+    pub server_ca: String,
     /// Extra environment for every local process (the pod's own variables win).
     pub extra_env: Vec<(String, String)>,
     /// The longest a stopping container is given before SIGKILL (the pod's grace period is
@@ -143,6 +145,7 @@ pub(crate) struct NodeCtx {
     pods_root: PathBuf,
     local_images: Vec<LocalImage>,
     server_url: String,
+    server_ca: String,
     server_port: u16,
     fault: Mutex<Fault>,
     groups: ProcessGroups,
@@ -191,6 +194,7 @@ impl Kubelet {
             pods_root: options.pods_dir.clone(),
             local_images: options.local_images.clone(),
             server_url: options.server_url.clone(),
+            server_ca: options.server_ca.clone(),
             server_port: port,
             fault: Mutex::new(Fault::None),
             groups: ProcessGroups::default(),

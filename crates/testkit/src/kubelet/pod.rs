@@ -353,7 +353,12 @@ impl Worker {
                 .and_then(|s| s.service_account_name.as_deref())
                 .unwrap_or("default"),
         );
-        let yaml = crate::apiserver::kubeconfig_yaml(&self.ctx.server_url, &token, &user);
+        let yaml = crate::apiserver::kubeconfig_yaml(
+            &self.ctx.server_url,
+            &self.ctx.server_ca,
+            &token,
+            &user,
+        );
         let path = self.dir.kubeconfig();
         let written =
             std::fs::create_dir_all(&self.dir.root).and_then(|()| std::fs::write(&path, yaml));

@@ -559,27 +559,58 @@ async fn shutdown_leaves_no_process_mount_or_file() {
     assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
+/// The launcher process; SIGTERMed and waited for on drop, so a failing test leaves no
+/// cluster behind.
+struct Launcher(std::process::Child);
+
+impl Launcher {
+    /// SIGTERM, then wait (polling, with a deadline) for the exit status.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        use std::time::{Duration, Instant};
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= end {
+                let _ = self.0.kill();
+                panic!("the launcher did not exit within 60 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            self.stop();
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_launcher_prints_one_json_line_and_tears_down_on_sigterm() {
     use std::io::{BufRead as _, BufReader};
     use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     let crds = tempfile::tempdir().unwrap();
-    std::fs::write(
-        crds.path().join("crd.yaml"),
-        serde_yaml::to_string(&super::support::crd()).unwrap(),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imagecleaner-testcluster"))
-        .args(["--nodes", "2", "--crds"])
-        .arg(crds.path())
-        .args(["--cleaner-binary", "/bin/true"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let crd = serde_yaml::to_string(&super::support::crd()).unwrap();
+    std::fs::write(crds.path().join("crd.yaml"), crd).unwrap();
+    let mut launcher = Launcher(
+        Command::new(env!("CARGO_BIN_EXE_imagecleaner-testcluster"))
+            .args(["--nodes", "2", "--crds"])
+            .arg(crds.path())
+            .args(["--cleaner-binary", "/bin/true"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = launcher.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -588,22 +619,14 @@ async fn the_launcher_prints_one_json_line_and_tears_down_on_sigterm() {
             }
         }
     });
-    let line = match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(line) => line.unwrap(),
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no ready line: {e}");
-        }
-    };
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a ready line within 60 s")
+        .unwrap();
     let ready: Value = serde_json::from_str(&line).unwrap();
     let kubeconfig = PathBuf::from(ready["kubeconfig"].as_str().unwrap());
-    assert!(
-        ready["server"]
-            .as_str()
-            .unwrap()
-            .starts_with("http://127.0.0.1:")
-    );
+    let server = ready["server"].as_str().unwrap();
+    assert!(server.starts_with("https://127.0.0.1:"), "{server}");
     let nodes: BTreeMap<String, Value> = serde_json::from_value(ready["nodes"].clone()).unwrap();
     assert_eq!(nodes.keys().collect::<Vec<_>>(), ["node-1", "node-2"]);
     for node in nodes.values() {
@@ -639,22 +662,7 @@ async fn the_launcher_prints_one_json_line_and_tears_down_on_sigterm() {
     );
 
     let dir = kubeconfig.parent().unwrap().to_path_buf();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let end = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < end,
-            "the launcher did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = launcher.stop();
     assert!(status.success(), "{status}");
     assert!(!dir.exists(), "{} left behind", dir.display());
     assert!(processes_mentioning(&dir).is_empty());
