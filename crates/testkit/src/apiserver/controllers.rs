@@ -11,15 +11,15 @@
 //! - **CRD cleanup**: a deleted CRD deletes its custom resources and is removed (and no longer
 //!   served) when they are gone.
 //!
-//! The loop wakes on every change, runs until nothing more changes, and writes through the
-//! same paths as clients (as `system:kube-controller-manager`), so its changes are watched
+//! The loop wakes on changes that can matter (deletions, owner references, finalizers), runs
+//! until nothing more changes, and writes through the same paths as clients (as `system:kube-controller-manager`), so its changes are watched
 //! like any other.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::Shared;
 use super::admission::CRD_CLEANUP_FINALIZER;
@@ -28,27 +28,57 @@ use super::auth::{MASTERS, UserInfo};
 use super::delete::{self, DeleteOptions, Propagation};
 use super::meta;
 use super::resources::{ResourceId, ResourceType};
-use super::store::{Key, Store};
+use super::store::{Change, ChangeKind, Key, Store};
 use super::write::{self, Op};
 
 const MANAGER: &str = "kube-controller-manager";
+
+/// Whether `change` can give the loops work: something was deleted, is being deleted, or
+/// gained or changed owner references or finalizers. Status updates (the bulk of writes) do
+/// not, so they cost no pass over the store.
+fn relevant(change: &Change) -> bool {
+    let field = |object: &Value, pointer: &str| object.pointer(pointer).cloned();
+    match (change.kind, &change.prev) {
+        (ChangeKind::Deleted, _) => true,
+        (ChangeKind::Added, _) => {
+            meta::is_deleting(&change.object)
+                || field(&change.object, "/metadata/ownerReferences").is_some()
+        }
+        (ChangeKind::Modified, Some(prev)) => [
+            "/metadata/ownerReferences",
+            "/metadata/deletionTimestamp",
+            "/metadata/finalizers",
+            "/spec/finalizers",
+        ]
+        .iter()
+        .any(|p| field(prev, p) != field(&change.object, p)),
+        (ChangeKind::Modified, None) => true,
+    }
+}
 
 /// Runs the loops until the server shuts down.
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut changes = shared.lock().subscribe();
     let user = UserInfo::new("system:kube-controller-manager", &[MASTERS]);
     loop {
-        tokio::select! {
+        let mut work = tokio::select! {
             () = shared.shutdown.cancelled() => return,
-            received = changes.recv() => {
-                if matches!(received, Err(RecvError::Closed)) {
-                    return;
-                }
+            received = changes.recv() => match received {
+                Ok(change) => relevant(&change),
+                Err(RecvError::Lagged(_)) => true,
+                Err(RecvError::Closed) => return,
+            },
+        };
+        loop {
+            match changes.try_recv() {
+                Ok(change) => work |= relevant(&change),
+                Err(TryRecvError::Lagged(_)) => work = true,
+                Err(_) => break,
             }
         }
-        while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
-            changes.try_recv()
-        {}
+        if !work {
+            continue;
+        }
         // Bounded: each pass either writes (and a later pass sees the result) or is idle.
         for _ in 0..100 {
             let mut store = shared.lock();

@@ -189,6 +189,26 @@ fn non_resource(shared: &Shared, method: &Method, path: &str) -> ApiResult<Respo
         ["apis", group] => discovery::group(registry, group),
         ["apis", group, version] => discovery::resources(registry, group, version),
         ["version"] => Some(discovery::version()),
+        // Test-cluster diagnostics for separate processes (`kubectl get --raw`): what
+        // `ApiServer::forbidden` and `ApiServer::requests` return in-process.
+        ["testkit", "forbidden"] => serde_json::to_value(
+            shared
+                .forbidden
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+        .ok(),
+        ["testkit", "requests"] => serde_json::to_value(
+            shared
+                .requests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+        .ok(),
         ["healthz" | "livez" | "readyz"] => {
             let mut response = Response::new(axum::body::Body::from("ok"));
             response
@@ -377,7 +397,14 @@ impl Call<'_> {
             ),
             ("create", "") if info.name.is_empty() => self.create(&rt, &namespace),
             ("create", "token") => {
-                let body = decode(&content_type(self.headers), self.body)?;
+                let kind = content_type(self.headers);
+                let body = if kind.contains("protobuf") {
+                    super::protobuf::token_request(self.body).ok_or_else(|| {
+                        ApiError::unsupported_media_type("expected a TokenRequest; send JSON")
+                    })?
+                } else {
+                    decode(&kind, self.body)?
+                };
                 let store = self.shared.lock();
                 let answer = reviews::token_request(
                     &store,
@@ -388,6 +415,9 @@ impl Call<'_> {
                 )?;
                 Ok(json_response(StatusCode::CREATED, &answer))
             }
+            ("update" | "patch", _) if info.name.is_empty() => Err(ApiError::method_not_allowed(
+                &format!("{} {}", self.method, info.path),
+            )),
             ("update", _) => self.update(&rt, &key, sub == "status"),
             ("patch", _) => self.patch(&rt, &key, sub == "status"),
             ("delete", "") => self.delete(&rt, &key),

@@ -137,11 +137,11 @@ const SUFFIX_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 /// `prefix` plus five random characters, the prefix cut so the result stays a valid name.
 pub(crate) fn generate_name(prefix: &str) -> String {
     const MAX_PREFIX: usize = 63 - 5;
-    let prefix = if prefix.len() > MAX_PREFIX {
-        &prefix[..MAX_PREFIX]
-    } else {
-        prefix
-    };
+    let mut cut = prefix.len().min(MAX_PREFIX);
+    while !prefix.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let prefix = &prefix[..cut];
     let random = random_bytes::<5>();
     let suffix: String = random
         .iter()
@@ -273,6 +273,7 @@ mod tests {
         let name = generate_name("eraser-");
         assert_eq!(name.len(), "eraser-".len() + 5);
         assert!(name_problem(&name, NameRule::Label).is_none());
+        assert_eq!(generate_name(&"é".repeat(40)).chars().count(), 29 + 5);
         let uid = new_uid();
         assert_eq!(uid.len(), 36);
         assert_eq!(&uid[14..15], "4");

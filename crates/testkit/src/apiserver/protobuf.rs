@@ -1,18 +1,19 @@
 //! The one place the server reads Kubernetes protobuf: kubectl's typed clients send built-in
-//! objects as protobuf (`application/vnd.kubernetes.protobuf`), and `kubectl auth can-i` is
-//! worth having here, so access reviews are decoded from the `k8s\0` envelope into the JSON
-//! the rest of the server works with. Every other protobuf body is refused with 415 (use
-//! `kubectl apply -f`, which sends JSON). Answers are JSON, which clients accept.
+//! objects as protobuf (`application/vnd.kubernetes.protobuf`), and `kubectl auth can-i` and
+//! `kubectl create token` are worth having here, so access reviews and token requests are
+//! decoded from the `k8s\0` envelope into the JSON the rest of the server works with. Every
+//! other protobuf body is refused with 415 (use `kubectl apply -f`, which sends JSON).
+//! Answers are JSON, which clients accept.
 
 use serde_json::{Map, Value, json};
 
 /// The envelope's magic prefix.
 const MAGIC: &[u8] = b"k8s\0";
 
-/// One field of a message (numbers and fixed-width values are skipped: access reviews have
-/// none this server reads).
+/// One field of a message (fixed-width values are skipped: none of the messages read here has
+/// one this server needs).
 enum Field<'a> {
-    Varint,
+    Varint(u64),
     Bytes(&'a [u8]),
 }
 
@@ -37,10 +38,7 @@ fn fields(bytes: &[u8]) -> Option<Vec<(u64, Field<'_>)>> {
         let key = varint(bytes, &mut at)?;
         let (number, wire) = (key >> 3, key & 7);
         let field = match wire {
-            0 => {
-                varint(bytes, &mut at)?;
-                Field::Varint
-            }
+            0 => Field::Varint(varint(bytes, &mut at)?),
             1 => {
                 at = at.checked_add(8).filter(|&end| end <= bytes.len())?;
                 continue;
@@ -135,8 +133,8 @@ fn review_spec(bytes: &[u8]) -> Option<Value> {
     Some(Value::Object(spec))
 }
 
-/// Decodes an access review sent as protobuf into its JSON form; `None` if `body` is not one.
-pub(crate) fn access_review(body: &[u8]) -> Option<Value> {
+/// The type and raw message of an enveloped object.
+fn envelope(body: &[u8]) -> Option<(String, String, &[u8])> {
     let envelope = body.strip_prefix(MAGIC)?;
     let mut kind = String::new();
     let mut api_version = String::new();
@@ -161,6 +159,12 @@ pub(crate) fn access_review(body: &[u8]) -> Option<Value> {
             _ => {}
         }
     }
+    Some((api_version, kind, raw))
+}
+
+/// Decodes an access review sent as protobuf into its JSON form; `None` if `body` is not one.
+pub(crate) fn access_review(body: &[u8]) -> Option<Value> {
+    let (api_version, kind, raw) = envelope(body)?;
     if !kind.ends_with("AccessReview") {
         return None;
     }
@@ -171,6 +175,43 @@ pub(crate) fn access_review(body: &[u8]) -> Option<Value> {
         }
     }
     Some(review)
+}
+
+/// Decodes a TokenRequest sent as protobuf (`kubectl create token`); `None` if `body` is not
+/// one.
+pub(crate) fn token_request(body: &[u8]) -> Option<Value> {
+    let (api_version, kind, raw) = envelope(body)?;
+    if kind != "TokenRequest" {
+        return None;
+    }
+    let mut spec = Map::new();
+    for (number, field) in fields(raw)? {
+        let (2, Field::Bytes(b)) = (number, field) else {
+            continue;
+        };
+        for (number, field) in fields(b)? {
+            match (number, field) {
+                (1, Field::Bytes(a)) => {
+                    let audiences = spec.entry("audiences").or_insert_with(|| json!([]));
+                    if let Some(audiences) = audiences.as_array_mut() {
+                        audiences.push(json!(text(a)?));
+                    }
+                }
+                (3, Field::Bytes(r)) => {
+                    let names = [(1, "kind"), (2, "apiVersion"), (3, "name"), (4, "uid")];
+                    spec.insert(
+                        "boundObjectRef".into(),
+                        Value::Object(strings(r, &names, &[])?),
+                    );
+                }
+                (4, Field::Varint(seconds)) => {
+                    spec.insert("expirationSeconds".into(), json!(seconds));
+                }
+                _ => {}
+            }
+        }
+    }
+    Some(json!({"apiVersion": api_version, "kind": kind, "metadata": {}, "spec": spec}))
 }
 
 #[cfg(test)]
@@ -207,6 +248,29 @@ mod tests {
             json!({"namespace": "default", "verb": "list", "resource": "configmaps"})
         );
         assert!(access_review(b"{}").is_none());
+        assert!(token_request(&body).is_none());
         assert!(access_review(&[MAGIC, &[0xff, 0xff]].concat()).is_none());
+    }
+
+    #[test]
+    fn token_requests_decode() {
+        let spec = [
+            bytes_field(1, b"https://kubernetes.default.svc"),
+            vec![4 << 3, 0x90, 0x1c],
+        ]
+        .concat();
+        let raw = bytes_field(2, &spec);
+        let type_meta = [
+            bytes_field(1, b"authentication.k8s.io/v1"),
+            bytes_field(2, b"TokenRequest"),
+        ]
+        .concat();
+        let envelope = [bytes_field(1, &type_meta), bytes_field(2, &raw)].concat();
+        let request = token_request(&[MAGIC, &envelope].concat()).unwrap();
+        assert_eq!(request["spec"]["expirationSeconds"], 3600);
+        assert_eq!(
+            request["spec"]["audiences"],
+            json!(["https://kubernetes.default.svc"])
+        );
     }
 }

@@ -15,7 +15,9 @@
 //! ```
 //!
 //! and runs until SIGINT or SIGTERM, when it tears everything down (processes, CRI
-//! containers, containerds by PID, mounts, files). Without `--cleaner-binary`, an
+//! containers, containerds by PID, mounts, files). With the kubeconfig (admin),
+//! `kubectl get --raw /testkit/forbidden` lists every request denied so far and
+//! `kubectl get --raw /testkit/requests` the last requests served. Without `--cleaner-binary`, an
 //! `imagecleaner` beside this program is used if there is one. Progress goes to stderr
 //! (`RUST_LOG` for more).
 

@@ -937,3 +937,237 @@ async fn namespaces_delete_their_contents() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn events_are_one_set_of_objects_in_two_shapes() {
+    use kube::runtime::events::{Event, EventType, Recorder};
+    let server = server().await;
+    let client = server.client().unwrap();
+    let lists = image_lists(client.clone());
+    let list = lists
+        .create(&PostParams::default(), &image_list("imagelist", &["a"]))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(client.clone(), "imagecleaner".into());
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "RoleResolved".into(),
+        note: Some("imagelist removes images".into()),
+        action: "Resolve".into(),
+        secondary: None,
+    };
+    let gvk = GroupVersionKind::gvk("eraser.sh", "v1", "ImageList");
+    let reference = kube::Resource::object_ref(&list, &ApiResource::from_gvk(&gvk));
+    recorder.publish(&event, &reference).await.unwrap();
+    // The same event again becomes a series (a merge patch of the first).
+    recorder.publish(&event, &reference).await.unwrap();
+
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let events = core
+        .list(&ListParams::default().fields("reason=RoleResolved"))
+        .await
+        .unwrap();
+    assert_eq!(events.items.len(), 1);
+    let e = &events.items[0];
+    assert_eq!(e.message.as_deref(), Some("imagelist removes images"));
+    assert_eq!(e.involved_object.kind.as_deref(), Some("ImageList"));
+    assert_eq!(e.reporting_component.as_deref(), Some("imagecleaner"));
+    let v1: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
+    let same = v1.get(e.metadata.name.as_ref().unwrap()).await.unwrap();
+    assert_eq!(same.note.as_deref(), Some("imagelist removes images"));
+    assert_eq!(same.series.map(|s| s.count), Some(2));
+
+    // Deleting by selector, and a dry run that changes nothing.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let mut labelled = cm("gone-1", &[]);
+    labelled.metadata.labels = Some(BTreeMap::from([("batch".to_string(), "x".to_string())]));
+    cms.create(&PostParams::default(), &labelled).await.unwrap();
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    cms.create(&dry, &cm("never", &[])).await.unwrap();
+    assert!(cms.get_opt("never").await.unwrap().is_none());
+    let deleted = cms
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("batch=x"),
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = deleted
+        .left()
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| c.metadata.name.unwrap())
+        .collect();
+    assert_eq!(names, ["gone-1"]);
+    assert!(cms.get_opt("gone-1").await.unwrap().is_none());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_requests_get_4xx_statuses() {
+    use axum::http::Request;
+    let server = server().await;
+    let client = server.client().unwrap();
+    let send = |method: &str, uri: &str, content_type: &str, body: &[u8]| {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", content_type)
+            .body(body.to_vec())
+            .unwrap();
+        let client = client.clone();
+        async move {
+            match client.request_text(request).await {
+                Ok(_) => 200,
+                Err(e) => code(e),
+            }
+        }
+    };
+    let cms = "/api/v1/namespaces/default/configmaps";
+    assert_eq!(
+        send("POST", cms, "application/json", b"{not json").await,
+        400
+    );
+    assert_eq!(send("POST", cms, "application/json", b"[1, 2]").await, 400);
+    assert_eq!(
+        send(
+            "POST",
+            cms,
+            "application/json",
+            br#"{"kind": "Pod", "metadata": {"name": "x"}}"#
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        send(
+            "POST",
+            cms,
+            "application/json",
+            br#"{"metadata": {"name": "x", "namespace": "other"}}"#
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        send(
+            "POST",
+            cms,
+            "application/json",
+            br#"{"metadata": {"name": "x", "labels": {"a": "b c"}}}"#
+        )
+        .await,
+        422
+    );
+    assert_eq!(
+        send(
+            "POST",
+            cms,
+            "application/vnd.kubernetes.protobuf",
+            b"k8s\0garbage"
+        )
+        .await,
+        415
+    );
+    assert_eq!(
+        send(
+            "POST",
+            cms,
+            "application/json",
+            br#"{"metadata": {"name": "ok"}}"#
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        send("PATCH", &format!("{cms}/ok"), "text/plain", b"x").await,
+        415
+    );
+    assert_eq!(
+        send(
+            "PATCH",
+            &format!("{cms}/ok"),
+            "application/json-patch+json",
+            b"{}"
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        send(
+            "PATCH",
+            &format!("{cms}/ok"),
+            "application/merge-patch+json",
+            b"\"x\""
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        send(
+            "PATCH",
+            &format!("{cms}/ok?fieldManager="),
+            "application/apply-patch+yaml",
+            b"a: ["
+        )
+        .await,
+        422
+    );
+    assert_eq!(
+        send(
+            "PATCH",
+            &format!("{cms}/ok?fieldManager=m"),
+            "application/apply-patch+yaml",
+            b"a: ["
+        )
+        .await,
+        400
+    );
+    assert_eq!(send("PUT", cms, "application/json", b"{}").await, 405);
+    assert_eq!(
+        send("GET", &format!("{cms}?limit=many"), "", b"").await,
+        400
+    );
+    assert_eq!(
+        send("GET", &format!("{cms}?continue=%%%"), "", b"").await,
+        400
+    );
+    assert_eq!(
+        send("GET", &format!("{cms}?labelSelector=a%20b%20c"), "", b"").await,
+        400
+    );
+    assert_eq!(
+        send("GET", &format!("{cms}?resourceVersion=abc"), "", b"").await,
+        400
+    );
+    assert_eq!(
+        send(
+            "GET",
+            &format!("{cms}?watch=true&resourceVersion=abc"),
+            "",
+            b""
+        )
+        .await,
+        400
+    );
+    assert_eq!(send("GET", &format!("{cms}/ok/status"), "", b"").await, 404);
+    assert_eq!(
+        send("GET", "/api/v1/namespaces/default/widgets", "", b"").await,
+        404
+    );
+    assert_eq!(send("GET", "/apis/nope.example.com/v1", "", b"").await, 404);
+    assert_eq!(
+        send("DELETE", &format!("{cms}/ok"), "application/json", b"{bad").await,
+        400
+    );
+    assert_eq!(
+        send("GET", &format!("{cms}/ok"), "", b"").await,
+        200,
+        "the server still serves"
+    );
+    server.shutdown().await;
+}

@@ -260,6 +260,11 @@ async fn kubectl_applies_and_deletes() {
             .iter()
             .any(|f| f.resource == "pods" && f.verb == "list")
     );
+    // The same audit, for a separate process holding only the kubeconfig.
+    let audit = kubectl.ok(&["get", "--raw", "/testkit/forbidden"]).await;
+    let audit: serde_json::Value = serde_json::from_str(&audit).unwrap();
+    assert_eq!(audit[0]["user"], "system:serviceaccount:default:worker");
+    assert_eq!(audit[0]["resource"], "pods");
 
     let server_side = kubectl.write(
         "ss.yaml",
