@@ -18,6 +18,7 @@
 //! by PID), then the server, then unmounts anything left under the directory and removes it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -106,6 +107,7 @@ impl ClusterOptions {
 pub struct ClusterNode {
     name: String,
     host_root: PathBuf,
+    pods_dir: PathBuf,
     containerd: Option<Containerd>,
     kubelet: Option<Kubelet>,
 }
@@ -190,6 +192,13 @@ impl TestCluster {
             let node = self.start_node(&name, &url, options).await?;
             self.nodes.push(node);
         }
+        let pods_dirs: Vec<PathBuf> = self.nodes.iter().map(|n| n.pods_dir.clone()).collect();
+        self.server()?
+            .set_log_reader(Arc::new(move |namespace, pod, uid, container| {
+                pods_dirs
+                    .iter()
+                    .find_map(|dir| crate::kubelet::read_log(dir, namespace, pod, uid, container))
+            }));
         Ok(())
     }
 
@@ -214,6 +223,7 @@ impl TestCluster {
         let mut node = ClusterNode {
             name: name.to_string(),
             host_root: host_root.clone(),
+            pods_dir: node_dir.join("pods"),
             containerd: Some(containerd),
             kubelet: None,
         };

@@ -91,10 +91,10 @@ pub(crate) fn resources(registry: &Registry, group: &str, version: &str) -> Opti
         }
         resources.push(main);
         for (sub, verbs) in t.subresources(version) {
-            let kind = if sub == "token" {
-                "TokenRequest"
-            } else {
-                t.kind.as_str()
+            let kind = match sub {
+                "token" => "TokenRequest",
+                "log" => "Pod",
+                _ => t.kind.as_str(),
             };
             let mut entry = json!({
                 "name": format!("{}/{sub}", t.plural),

@@ -353,6 +353,7 @@ impl Call<'_> {
             "" => true,
             "status" => rt.has_status(&info.version),
             "token" => rt.builtin == Some(Builtin::ServiceAccount) && info.verb == "create",
+            "log" => rt.builtin == Some(Builtin::Pod) && info.verb == "get",
             _ => false,
         };
         if !sub_ok || info.parts.len() > 3 {
@@ -368,6 +369,7 @@ impl Call<'_> {
         let key = (namespace.clone(), info.name.clone());
         let version = info.version.as_str();
         match (info.verb.as_str(), sub) {
+            ("get", "log") => self.log(&rt, &key),
             ("get", _) => {
                 let object = read::get(&self.shared.lock(), &rt, version, &key)?;
                 let rendered = output::render_one(&rt, &self.format(), object);
@@ -427,6 +429,68 @@ impl Call<'_> {
                 self.method, info.path
             ))),
         }
+    }
+
+    /// `pods/NAME/log`: the container's log, from the log reader the cluster installed.
+    fn log(&self, rt: &ResourceType, key: &(String, String)) -> ApiResult<Response> {
+        let pod = self
+            .shared
+            .lock()
+            .get(&rt.storage, key)
+            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, &key.1))?;
+        let containers: Vec<String> = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let container = match self.query.get("container").filter(|c| !c.is_empty()) {
+            Some(c) => c.to_string(),
+            None if containers.len() == 1 => containers[0].clone(),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "a container name must be specified for pod {}, choose one of: {containers:?}",
+                    key.1
+                )));
+            }
+        };
+        let reader = self
+            .shared
+            .log_reader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let text = reader
+            .and_then(|read| read(&key.0, &key.1, meta::uid(&pod), &container))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "container \"{container}\" in pod \"{}\" is waiting to start or has no log",
+                    key.1
+                ))
+            })?;
+        let text = match self
+            .query
+            .get("tailLines")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(n) => {
+                let lines: Vec<&str> = text.lines().collect();
+                let mut tail = lines[lines.len().saturating_sub(n)..].join("\n");
+                if !tail.is_empty() {
+                    tail.push('\n');
+                }
+                tail
+            }
+            None => text,
+        };
+        let mut response = Response::new(axum::body::Body::from(text));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        Ok(response)
     }
 
     fn op<'a>(&'a self, rt: &'a ResourceType, manager: &'a str) -> Op<'a> {

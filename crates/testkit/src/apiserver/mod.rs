@@ -103,6 +103,9 @@ pub struct RequestRecord {
     pub code: u16,
 }
 
+/// Reads a container's log: `(namespace, pod, pod uid, container)` → text.
+pub type LogReader = Arc<dyn Fn(&str, &str, &str, &str) -> Option<String> + Send + Sync>;
+
 /// How many requests the audit log keeps.
 const REQUEST_LOG_LIMIT: usize = 10_000;
 
@@ -117,6 +120,7 @@ pub(crate) struct Shared {
     address: SocketAddr,
     ca_pem: String,
     ca_der: Vec<u8>,
+    log_reader: Mutex<Option<LogReader>>,
 }
 
 impl Shared {
@@ -188,6 +192,7 @@ impl ApiServer {
             address,
             ca_pem: certificates.ca_pem.clone(),
             ca_der: certificates.ca_der.clone(),
+            log_reader: Mutex::new(None),
         });
         let admin_token = meta::new_token();
         shared.tokens.insert(
@@ -249,6 +254,16 @@ impl ApiServer {
             .tokens
             .insert(token.clone(), Credential::User(user));
         token
+    }
+
+    /// Serves `pods/NAME/log` (`kubectl logs`) from `reader`; without one, logs are
+    /// unavailable.
+    pub fn set_log_reader(&self, reader: LogReader) {
+        *self
+            .shared
+            .log_reader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(reader);
     }
 
     /// Every request denied so far, oldest first.

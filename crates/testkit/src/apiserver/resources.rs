@@ -152,6 +152,9 @@ impl ResourceType {
         if self.builtin == Some(Builtin::ServiceAccount) {
             subresources.push(("token", vec!["create"]));
         }
+        if self.builtin == Some(Builtin::Pod) {
+            subresources.push(("log", vec!["get"]));
+        }
         subresources
     }
 }

@@ -350,6 +350,49 @@ async fn register(ctx: &NodeCtx, options: &KubeletOptions) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The log of container `container` of pod `namespace/name` (UID `uid`) if it ran under
+/// `pods_dir`: a local process's output as written, a CRI container's (its latest attempt)
+/// without the CRI log-line prefixes.
+pub fn read_log(
+    pods_dir: &std::path::Path,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    container: &str,
+) -> Option<String> {
+    let dir = volumes::PodDir::of(pods_dir, namespace, name, uid);
+    if let Ok(text) = std::fs::read_to_string(dir.log(container)) {
+        return Some(text);
+    }
+    let logs = dir.root.join("logs");
+    let prefix = format!("{container}_");
+    let latest = std::fs::read_dir(&logs)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let attempt: u32 = file
+                .strip_prefix(&prefix)?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()?;
+            Some((attempt, e.path()))
+        })
+        .max_by_key(|(attempt, _)| *attempt)?;
+    let text = std::fs::read_to_string(latest.1).ok()?;
+    let mut out = String::new();
+    for line in text.lines() {
+        // "TIME STREAM P|F MESSAGE": P is a partial line continued by the next.
+        let mut fields = line.splitn(4, ' ');
+        let (_, _, tag, message) = (fields.next(), fields.next(), fields.next(), fields.next());
+        out.push_str(message.unwrap_or(""));
+        if tag != Some("P") {
+            out.push('\n');
+        }
+    }
+    Some(out)
+}
+
 fn grace_of(pod: &Pod) -> u64 {
     pod.metadata
         .deletion_grace_period_seconds

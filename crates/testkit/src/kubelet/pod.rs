@@ -153,14 +153,7 @@ impl Worker {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let short: String = uid
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .take(12)
-            .collect();
-        let dir = PodDir {
-            root: ctx.pods_root.join(format!("{namespace}_{name}_{short}")),
-        };
+        let dir = PodDir::of(&ctx.pods_root, &namespace, &name, &uid);
         let waiting = |c: &Container, reason: &str| {
             ContainerStatus::waiting(&c.name, c.image.as_deref().unwrap_or(""), reason)
         };

@@ -29,6 +29,18 @@ pub(crate) struct PodDir {
 }
 
 impl PodDir {
+    /// The directory of pod `namespace/name` (UID `uid`) under `pods_root`.
+    pub fn of(pods_root: &Path, namespace: &str, name: &str, uid: &str) -> PodDir {
+        let short: String = uid
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(12)
+            .collect();
+        PodDir {
+            root: pods_root.join(format!("{namespace}_{name}_{short}")),
+        }
+    }
+
     pub fn volume(&self, name: &str) -> PathBuf {
         self.root.join("volumes").join(name)
     }

@@ -1171,3 +1171,35 @@ async fn malformed_requests_get_4xx_statuses() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn streaming_lists_end_their_initial_events_with_a_bookmark() {
+    let server = server().await;
+    let client = server.client().unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(&PostParams::default(), &cm("early", &[]))
+        .await
+        .unwrap();
+    let config = watcher::Config::default().streaming_lists();
+    let mut events: Events = watcher(cms.clone(), config).boxed();
+    let mut initial = Vec::new();
+    loop {
+        match next(&mut events).await.unwrap() {
+            watcher::Event::InitApply(c) => initial.push(c.metadata.name.unwrap()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    initial.sort();
+    assert_eq!(initial, ["early", "kube-root-ca.crt"]);
+    cms.create(&PostParams::default(), &cm("late", &[]))
+        .await
+        .unwrap();
+    loop {
+        if let watcher::Event::Apply(c) = next(&mut events).await.unwrap() {
+            assert_eq!(c.metadata.name.as_deref(), Some("late"));
+            break;
+        }
+    }
+    server.shutdown().await;
+}

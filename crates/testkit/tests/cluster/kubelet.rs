@@ -189,6 +189,11 @@ printf '%s from %s as %s' "$(cat "$CFG")" "$NODE_NAME" "$(cat "$NS")" > "$MSG""#
     assert_eq!(end.exit_code, 3);
     assert_eq!(end.reason.as_deref(), Some("Error"));
     assert_eq!(end.message.as_deref(), Some("something broke"));
+    let log = pods
+        .logs("fails", &kube::api::LogParams::default())
+        .await
+        .unwrap();
+    assert_eq!(log, "something broke\n");
 
     // The process's token is its service account's own, bound to the pod.
     let whoami = shell_pod(
@@ -343,7 +348,7 @@ async fn other_images_run_as_real_cri_containers_on_their_node() {
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "app"},
         "spec": {"nodeName": "node-2", "containers": [{"name": "app", "image": "docker.io/library/app:1",
-                 "command": ["/bin/sleep", "3600"]}]}
+                 "command": ["/bin/sh", "-c", "echo hello from cri; exec sleep 3600"]}]}
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
@@ -384,6 +389,32 @@ async fn other_images_run_as_real_cri_containers_on_their_node() {
     let info: Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["Labels"]["io.kubernetes.pod.name"], "app");
     assert_eq!(info["Labels"]["io.kubernetes.container.name"], "app");
+
+    // Its log is served as `pods/log`, and a CRI container's termination message is read
+    // from the file mounted at its termination message path.
+    wait_for("the container's log", || async {
+        let log = pods
+            .logs("app", &kube::api::LogParams::default())
+            .await
+            .ok()?;
+        (log == "hello from cri\n").then_some(())
+    })
+    .await;
+    let reporter: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "reporter"},
+        "spec": {"nodeName": "node-2", "restartPolicy": "Never",
+                 "containers": [{"name": "app", "image": "docker.io/library/app:1",
+                 "command": ["/bin/sh", "-c", "echo -n cri report > /dev/termination-log"]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &reporter)
+        .await
+        .unwrap();
+    let reported = wait_phase(&pods, "reporter", "Succeeded").await;
+    assert_eq!(terminated(&reported).message.as_deref(), Some("cri report"));
+    pods.delete("reporter", &DeleteParams::default())
+        .await
+        .unwrap();
 
     // An image the node does not have never starts.
     let missing: Pod = serde_json::from_value(json!({
