@@ -249,9 +249,11 @@ fn content_type(headers: &HeaderMap) -> String {
 /// Decodes a JSON or YAML body.
 fn decode(content_type: &str, body: &[u8]) -> ApiResult<Value> {
     if content_type.contains("protobuf") {
-        return Err(ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type})"
-        )));
+        return super::protobuf::decode(body).ok_or_else(|| {
+            ApiError::unsupported_media_type(format!(
+                "this test cluster reads protobuf only for namespaces, configmaps, secrets, service accounts, RBAC objects, token requests and access reviews; send JSON (got {content_type})"
+            ))
+        });
     }
     let value: Value = if content_type.contains("yaml") {
         serde_yaml::from_slice(body)
@@ -399,14 +401,7 @@ impl Call<'_> {
             ),
             ("create", "") if info.name.is_empty() => self.create(&rt, &namespace),
             ("create", "token") => {
-                let kind = content_type(self.headers);
-                let body = if kind.contains("protobuf") {
-                    super::protobuf::token_request(self.body).ok_or_else(|| {
-                        ApiError::unsupported_media_type("expected a TokenRequest; send JSON")
-                    })?
-                } else {
-                    decode(&kind, self.body)?
-                };
+                let body = decode(&content_type(self.headers), self.body)?;
                 let store = self.shared.lock();
                 let answer = reviews::token_request(
                     &store,
@@ -507,16 +502,7 @@ impl Call<'_> {
         if self.info.verb != "create" || !self.info.name.is_empty() {
             return Err(ApiError::method_not_allowed(&self.info.path));
         }
-        let kind = content_type(self.headers);
-        let body = if kind.contains("protobuf") {
-            super::protobuf::access_review(self.body).ok_or_else(|| {
-                ApiError::unsupported_media_type(
-                    "only access reviews are read as protobuf; send JSON",
-                )
-            })?
-        } else {
-            decode(&kind, self.body)?
-        };
+        let body = decode(&content_type(self.headers), self.body)?;
         let answer = match rt.builtin {
             Some(Builtin::SelfSubjectReview) => reviews::self_subject_review(self.user),
             _ => {

@@ -1,17 +1,19 @@
-//! The one place the server reads Kubernetes protobuf: kubectl's typed clients send built-in
-//! objects as protobuf (`application/vnd.kubernetes.protobuf`), and `kubectl auth can-i` and
-//! `kubectl create token` are worth having here, so access reviews and token requests are
-//! decoded from the `k8s\0` envelope into the JSON the rest of the server works with. Every
-//! other protobuf body is refused with 415 (use `kubectl apply -f`, which sends JSON).
+//! The one place the server reads Kubernetes protobuf. kubectl's typed commands send built-in
+//! objects as protobuf (`application/vnd.kubernetes.protobuf`): `kubectl create namespace`,
+//! `create configmap`, `create secret generic`, `create serviceaccount`, `create role`,
+//! `create rolebinding` (and their cluster forms), `create token` and `auth can-i`. Those
+//! kinds are decoded from the `k8s\0` envelope into the JSON the rest of the server works
+//! with, by a small table of their field numbers (from the Kubernetes `generated.proto`
+//! files); any other protobuf body is refused with 415 (`kubectl apply -f` sends JSON).
 //! Answers are JSON, which clients accept.
 
+use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 /// The envelope's magic prefix.
 const MAGIC: &[u8] = b"k8s\0";
 
-/// One field of a message (fixed-width values are skipped: none of the messages read here has
-/// one this server needs).
+/// One field of a message, undecoded.
 enum Field<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
@@ -30,7 +32,8 @@ fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
-/// The fields of a message, in order; `None` if it is malformed.
+/// The fields of a message, in order (fixed-width ones skipped: none is read here); `None`
+/// if it is malformed.
 fn fields(bytes: &[u8]) -> Option<Vec<(u64, Field<'_>)>> {
     let mut out = Vec::new();
     let mut at = 0;
@@ -39,8 +42,9 @@ fn fields(bytes: &[u8]) -> Option<Vec<(u64, Field<'_>)>> {
         let (number, wire) = (key >> 3, key & 7);
         let field = match wire {
             0 => Field::Varint(varint(bytes, &mut at)?),
-            1 => {
-                at = at.checked_add(8).filter(|&end| end <= bytes.len())?;
+            1 | 5 => {
+                let width = if wire == 1 { 8 } else { 4 };
+                at = at.checked_add(width).filter(|&end| end <= bytes.len())?;
                 continue;
             }
             2 => {
@@ -50,10 +54,6 @@ fn fields(bytes: &[u8]) -> Option<Vec<(u64, Field<'_>)>> {
                 at = end;
                 Field::Bytes(slice)
             }
-            5 => {
-                at = at.checked_add(4).filter(|&end| end <= bytes.len())?;
-                continue;
-            }
             _ => return None,
         };
         out.push((number, field));
@@ -61,157 +61,282 @@ fn fields(bytes: &[u8]) -> Option<Vec<(u64, Field<'_>)>> {
     Some(out)
 }
 
-fn text(bytes: &[u8]) -> Option<String> {
-    String::from_utf8(bytes.to_vec()).ok()
+/// How a field is decoded.
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+    Time,
+    Msg(&'static [Def]),
+    RepStr,
+    RepMsg(&'static [Def]),
+    MapStr,
+    /// `map<string, bytes>`, values as base64 (JSON's form of `[]byte`).
+    MapBytes,
 }
 
-/// Decodes a message whose fields are all strings (or repeated strings), by name.
-fn strings(bytes: &[u8], names: &[(u64, &str)], repeated: &[u64]) -> Option<Map<String, Value>> {
+type Def = (u64, &'static str, Kind);
+
+use Kind::*;
+
+const OWNER_REFERENCE: &[Def] = &[
+    (1, "kind", Str),
+    (3, "name", Str),
+    (4, "uid", Str),
+    (5, "apiVersion", Str),
+    (6, "controller", Bool),
+    (7, "blockOwnerDeletion", Bool),
+];
+const OBJECT_META: &[Def] = &[
+    (1, "name", Str),
+    (2, "generateName", Str),
+    (3, "namespace", Str),
+    (5, "uid", Str),
+    (6, "resourceVersion", Str),
+    (7, "generation", Int),
+    (8, "creationTimestamp", Time),
+    (11, "labels", MapStr),
+    (12, "annotations", MapStr),
+    (13, "ownerReferences", RepMsg(OWNER_REFERENCE)),
+    (14, "finalizers", RepStr),
+];
+const NAME: &[Def] = &[(1, "name", Str)];
+const POLICY_RULE: &[Def] = &[
+    (1, "verbs", RepStr),
+    (2, "apiGroups", RepStr),
+    (3, "resources", RepStr),
+    (4, "resourceNames", RepStr),
+    (5, "nonResourceURLs", RepStr),
+];
+const SUBJECT: &[Def] = &[
+    (1, "kind", Str),
+    (2, "apiGroup", Str),
+    (3, "name", Str),
+    (4, "namespace", Str),
+];
+const ROLE_REF: &[Def] = &[(1, "apiGroup", Str), (2, "kind", Str), (3, "name", Str)];
+const RESOURCE_ATTRIBUTES: &[Def] = &[
+    (1, "namespace", Str),
+    (2, "verb", Str),
+    (3, "group", Str),
+    (4, "version", Str),
+    (5, "resource", Str),
+    (6, "subresource", Str),
+    (7, "name", Str),
+];
+const NON_RESOURCE_ATTRIBUTES: &[Def] = &[(1, "path", Str), (2, "verb", Str)];
+const REVIEW_SPEC: &[Def] = &[
+    (1, "resourceAttributes", Msg(RESOURCE_ATTRIBUTES)),
+    (2, "nonResourceAttributes", Msg(NON_RESOURCE_ATTRIBUTES)),
+    (3, "user", Str),
+    (4, "groups", RepStr),
+    (6, "uid", Str),
+];
+const BOUND_OBJECT: &[Def] = &[
+    (1, "kind", Str),
+    (2, "apiVersion", Str),
+    (3, "name", Str),
+    (4, "uid", Str),
+];
+const TOKEN_REQUEST_SPEC: &[Def] = &[
+    (1, "audiences", RepStr),
+    (3, "boundObjectRef", Msg(BOUND_OBJECT)),
+    (4, "expirationSeconds", Int),
+];
+
+/// The kinds read from protobuf, with their top-level fields.
+const KINDS: &[(&str, &[Def])] = &[
+    (
+        "Namespace",
+        &[
+            (1, "metadata", Msg(OBJECT_META)),
+            (2, "spec", Msg(&[(1, "finalizers", RepStr)])),
+        ],
+    ),
+    (
+        "ConfigMap",
+        &[
+            (1, "metadata", Msg(OBJECT_META)),
+            (2, "data", MapStr),
+            (3, "binaryData", MapBytes),
+            (4, "immutable", Bool),
+        ],
+    ),
+    (
+        "Secret",
+        &[
+            (1, "metadata", Msg(OBJECT_META)),
+            (2, "data", MapBytes),
+            (3, "type", Str),
+            (4, "stringData", MapStr),
+            (5, "immutable", Bool),
+        ],
+    ),
+    (
+        "ServiceAccount",
+        &[
+            (1, "metadata", Msg(OBJECT_META)),
+            (3, "imagePullSecrets", RepMsg(NAME)),
+            (4, "automountServiceAccountToken", Bool),
+        ],
+    ),
+    (
+        "Role",
+        &[
+            (1, "metadata", Msg(OBJECT_META)),
+            (2, "rules", RepMsg(POLICY_RULE)),
+        ],
+    ),
+    (
+        "ClusterRole",
+        &[
+            (1, "metadata", Msg(OBJECT_META)),
+            (2, "rules", RepMsg(POLICY_RULE)),
+        ],
+    ),
+    (
+        "RoleBinding",
+        &[
+            (1, "metadata", Msg(OBJECT_META)),
+            (2, "subjects", RepMsg(SUBJECT)),
+            (3, "roleRef", Msg(ROLE_REF)),
+        ],
+    ),
+    (
+        "ClusterRoleBinding",
+        &[
+            (1, "metadata", Msg(OBJECT_META)),
+            (2, "subjects", RepMsg(SUBJECT)),
+            (3, "roleRef", Msg(ROLE_REF)),
+        ],
+    ),
+    (
+        "SelfSubjectAccessReview",
+        &[
+            (1, "metadata", Msg(OBJECT_META)),
+            (2, "spec", Msg(REVIEW_SPEC)),
+        ],
+    ),
+    (
+        "SubjectAccessReview",
+        &[
+            (1, "metadata", Msg(OBJECT_META)),
+            (2, "spec", Msg(REVIEW_SPEC)),
+        ],
+    ),
+    (
+        "LocalSubjectAccessReview",
+        &[
+            (1, "metadata", Msg(OBJECT_META)),
+            (2, "spec", Msg(REVIEW_SPEC)),
+        ],
+    ),
+    ("SelfSubjectReview", &[(1, "metadata", Msg(OBJECT_META))]),
+    (
+        "TokenRequest",
+        &[
+            (1, "metadata", Msg(OBJECT_META)),
+            (2, "spec", Msg(TOKEN_REQUEST_SPEC)),
+        ],
+    ),
+];
+
+fn text(bytes: &[u8]) -> Option<Value> {
+    String::from_utf8(bytes.to_vec()).ok().map(Value::String)
+}
+
+/// A `map<string, V>` entry: `{key = 1, value = 2}`.
+fn entry(bytes: &[u8], base64: bool) -> Option<(String, Value)> {
+    let mut key = String::new();
+    let mut value = Value::String(String::new());
+    for (number, field) in fields(bytes)? {
+        let Field::Bytes(b) = field else { continue };
+        match number {
+            1 => key = String::from_utf8(b.to_vec()).ok()?,
+            2 if base64 => value = json!(base64::engine::general_purpose::STANDARD.encode(b)),
+            2 => value = text(b)?,
+            _ => {}
+        }
+    }
+    Some((key, value))
+}
+
+/// `metav1.Time`: `{seconds = 1, nanos = 2}`.
+fn time(bytes: &[u8]) -> Option<Value> {
+    let mut seconds = 0i64;
+    for (number, field) in fields(bytes)? {
+        if let (1, Field::Varint(v)) = (number, field) {
+            seconds = v as i64;
+        }
+    }
+    let at = jiff::Timestamp::from_second(seconds).ok()?;
+    Some(json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()))
+}
+
+/// Decodes a message by its definition; unknown fields are skipped.
+fn message(bytes: &[u8], defs: &[Def]) -> Option<Map<String, Value>> {
     let mut map = Map::new();
     for (number, field) in fields(bytes)? {
-        let (Some((_, name)), Field::Bytes(b)) = (names.iter().find(|(n, _)| *n == number), field)
-        else {
+        let Some(&(_, name, kind)) = defs.iter().find(|(n, _, _)| *n == number) else {
             continue;
         };
-        let value = text(b)?;
-        if repeated.contains(&number) {
-            let list = map.entry(name.to_string()).or_insert_with(|| json!([]));
+        let push = |map: &mut Map<String, Value>, value: Value| {
+            let list = map.entry(name).or_insert_with(|| json!([]));
             if let Some(list) = list.as_array_mut() {
-                list.push(json!(value));
+                list.push(value);
             }
-        } else {
-            map.insert(name.to_string(), json!(value));
+        };
+        match (kind, field) {
+            (Int, Field::Varint(v)) => {
+                map.insert(name.into(), json!(v as i64));
+            }
+            (Bool, Field::Varint(v)) => {
+                map.insert(name.into(), json!(v != 0));
+            }
+            (Str, Field::Bytes(b)) => {
+                map.insert(name.into(), text(b)?);
+            }
+            (Time, Field::Bytes(b)) => {
+                map.insert(name.into(), time(b)?);
+            }
+            (Msg(inner), Field::Bytes(b)) => {
+                map.insert(name.into(), Value::Object(message(b, inner)?));
+            }
+            (RepStr, Field::Bytes(b)) => push(&mut map, text(b)?),
+            (RepMsg(inner), Field::Bytes(b)) => push(&mut map, Value::Object(message(b, inner)?)),
+            (MapStr | MapBytes, Field::Bytes(b)) => {
+                let (key, value) = entry(b, matches!(kind, MapBytes))?;
+                let object = map.entry(name).or_insert_with(|| json!({}));
+                if let Some(object) = object.as_object_mut() {
+                    object.insert(key, value);
+                }
+            }
+            _ => return None,
         }
     }
     Some(map)
 }
 
-const RESOURCE_ATTRIBUTES: &[(u64, &str)] = &[
-    (1, "namespace"),
-    (2, "verb"),
-    (3, "group"),
-    (4, "version"),
-    (5, "resource"),
-    (6, "subresource"),
-    (7, "name"),
-];
-const NON_RESOURCE_ATTRIBUTES: &[(u64, &str)] = &[(1, "path"), (2, "verb")];
-
-/// The `spec` of an access review: attributes, and for (local) subject reviews the subject.
-fn review_spec(bytes: &[u8]) -> Option<Value> {
-    let mut spec = Map::new();
-    for (number, field) in fields(bytes)? {
-        let Field::Bytes(b) = field else { continue };
-        match number {
-            1 => {
-                spec.insert(
-                    "resourceAttributes".into(),
-                    Value::Object(strings(b, RESOURCE_ATTRIBUTES, &[])?),
-                );
-            }
-            2 => {
-                spec.insert(
-                    "nonResourceAttributes".into(),
-                    Value::Object(strings(b, NON_RESOURCE_ATTRIBUTES, &[])?),
-                );
-            }
-            3 => {
-                spec.insert("user".into(), json!(text(b)?));
-            }
-            4 => {
-                let groups = spec.entry("groups").or_insert_with(|| json!([]));
-                if let Some(groups) = groups.as_array_mut() {
-                    groups.push(json!(text(b)?));
-                }
-            }
-            6 => {
-                spec.insert("uid".into(), json!(text(b)?));
-            }
-            _ => {}
-        }
-    }
-    Some(Value::Object(spec))
-}
-
-/// The type and raw message of an enveloped object.
-fn envelope(body: &[u8]) -> Option<(String, String, &[u8])> {
+/// Decodes an object sent as protobuf into its JSON form; `None` if `body` is not an
+/// envelope of a kind this server reads.
+pub(crate) fn decode(body: &[u8]) -> Option<Value> {
     let envelope = body.strip_prefix(MAGIC)?;
-    let mut kind = String::new();
-    let mut api_version = String::new();
+    let mut type_meta = Map::new();
     let mut raw: &[u8] = &[];
     for (number, field) in fields(envelope)? {
         let Field::Bytes(b) = field else { continue };
         match number {
-            1 => {
-                let type_meta = strings(b, &[(1, "apiVersion"), (2, "kind")], &[])?;
-                api_version = type_meta
-                    .get("apiVersion")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .into();
-                kind = type_meta
-                    .get("kind")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .into();
-            }
+            1 => type_meta = message(b, &[(1, "apiVersion", Str), (2, "kind", Str)])?,
             2 => raw = b,
             _ => {}
         }
     }
-    Some((api_version, kind, raw))
-}
-
-/// Decodes an access review sent as protobuf into its JSON form; `None` if `body` is not one.
-pub(crate) fn access_review(body: &[u8]) -> Option<Value> {
-    let (api_version, kind, raw) = envelope(body)?;
-    if !kind.ends_with("AccessReview") {
-        return None;
-    }
-    let mut review = json!({"apiVersion": api_version, "kind": kind, "metadata": {}});
-    for (number, field) in fields(raw)? {
-        if let (2, Field::Bytes(b)) = (number, field) {
-            review["spec"] = review_spec(b)?;
-        }
-    }
-    Some(review)
-}
-
-/// Decodes a TokenRequest sent as protobuf (`kubectl create token`); `None` if `body` is not
-/// one.
-pub(crate) fn token_request(body: &[u8]) -> Option<Value> {
-    let (api_version, kind, raw) = envelope(body)?;
-    if kind != "TokenRequest" {
-        return None;
-    }
-    let mut spec = Map::new();
-    for (number, field) in fields(raw)? {
-        let (2, Field::Bytes(b)) = (number, field) else {
-            continue;
-        };
-        for (number, field) in fields(b)? {
-            match (number, field) {
-                (1, Field::Bytes(a)) => {
-                    let audiences = spec.entry("audiences").or_insert_with(|| json!([]));
-                    if let Some(audiences) = audiences.as_array_mut() {
-                        audiences.push(json!(text(a)?));
-                    }
-                }
-                (3, Field::Bytes(r)) => {
-                    let names = [(1, "kind"), (2, "apiVersion"), (3, "name"), (4, "uid")];
-                    spec.insert(
-                        "boundObjectRef".into(),
-                        Value::Object(strings(r, &names, &[])?),
-                    );
-                }
-                (4, Field::Varint(seconds)) => {
-                    spec.insert("expirationSeconds".into(), json!(seconds));
-                }
-                _ => {}
-            }
-        }
-    }
-    Some(json!({"apiVersion": api_version, "kind": kind, "metadata": {}, "spec": spec}))
+    let kind = type_meta.get("kind").and_then(Value::as_str)?.to_string();
+    let (_, defs) = KINDS.iter().find(|(k, _)| *k == kind)?;
+    let mut object = message(raw, defs)?;
+    object.extend(type_meta);
+    Some(Value::Object(object))
 }
 
 #[cfg(test)]
@@ -224,53 +349,88 @@ mod tests {
         out
     }
 
+    fn envelope(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+        let type_meta = [
+            bytes_field(1, api_version.as_bytes()),
+            bytes_field(2, kind.as_bytes()),
+        ]
+        .concat();
+        let envelope = [bytes_field(1, &type_meta), bytes_field(2, raw)].concat();
+        [MAGIC, &envelope].concat()
+    }
+
     #[test]
-    fn self_subject_access_reviews_decode() {
+    fn access_reviews_decode() {
         let attributes = [
             bytes_field(1, b"default"),
             bytes_field(2, b"list"),
             bytes_field(5, b"configmaps"),
         ]
         .concat();
-        let spec = bytes_field(1, &attributes);
-        let raw = [bytes_field(1, b""), bytes_field(2, &spec)].concat();
-        let type_meta = [
-            bytes_field(1, b"authorization.k8s.io/v1"),
-            bytes_field(2, b"SelfSubjectAccessReview"),
+        let raw = [
+            bytes_field(1, b""),
+            bytes_field(2, &bytes_field(1, &attributes)),
         ]
         .concat();
-        let envelope = [bytes_field(1, &type_meta), bytes_field(2, &raw)].concat();
-        let body = [MAGIC, &envelope].concat();
-        let review = access_review(&body).unwrap();
+        let review = decode(&envelope(
+            "authorization.k8s.io/v1",
+            "SelfSubjectAccessReview",
+            &raw,
+        ))
+        .unwrap();
         assert_eq!(review["kind"], "SelfSubjectAccessReview");
         assert_eq!(
             review["spec"]["resourceAttributes"],
             json!({"namespace": "default", "verb": "list", "resource": "configmaps"})
         );
-        assert!(access_review(b"{}").is_none());
-        assert!(token_request(&body).is_none());
-        assert!(access_review(&[MAGIC, &[0xff, 0xff]].concat()).is_none());
+        assert!(decode(b"{}").is_none());
+        assert!(decode(&[MAGIC, &[0xff, 0xff]].concat()).is_none());
     }
 
     #[test]
-    fn token_requests_decode() {
+    fn config_maps_and_token_requests_decode() {
+        let meta = [
+            bytes_field(1, b"excluded"),
+            bytes_field(
+                11,
+                &[
+                    bytes_field(1, b"eraser.sh/exclude.list"),
+                    bytes_field(2, b"true"),
+                ]
+                .concat(),
+            ),
+        ]
+        .concat();
+        let data = [
+            bytes_field(1, b"a.json"),
+            bytes_field(2, br#"{"excluded":[]}"#),
+        ]
+        .concat();
+        let raw = [bytes_field(1, &meta), bytes_field(2, &data)].concat();
+        let cm = decode(&envelope("v1", "ConfigMap", &raw)).unwrap();
+        assert_eq!(
+            cm,
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "excluded", "labels": {"eraser.sh/exclude.list": "true"}},
+                   "data": {"a.json": "{\"excluded\":[]}"}})
+        );
+
         let spec = [
             bytes_field(1, b"https://kubernetes.default.svc"),
             vec![4 << 3, 0x90, 0x1c],
         ]
         .concat();
-        let raw = bytes_field(2, &spec);
-        let type_meta = [
-            bytes_field(1, b"authentication.k8s.io/v1"),
-            bytes_field(2, b"TokenRequest"),
-        ]
-        .concat();
-        let envelope = [bytes_field(1, &type_meta), bytes_field(2, &raw)].concat();
-        let request = token_request(&[MAGIC, &envelope].concat()).unwrap();
+        let request = decode(&envelope(
+            "authentication.k8s.io/v1",
+            "TokenRequest",
+            &bytes_field(2, &spec),
+        ))
+        .unwrap();
         assert_eq!(request["spec"]["expirationSeconds"], 3600);
         assert_eq!(
             request["spec"]["audiences"],
             json!(["https://kubernetes.default.svc"])
         );
+        assert!(decode(&envelope("apps/v1", "Deployment", &[])).is_none());
     }
 }

@@ -409,3 +409,120 @@ async fn kubectl_manages_crds_and_their_objects() {
     .await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn kubectl_create_sends_protobuf_that_is_understood() {
+    let server = server().await;
+    let kubectl = Kubectl::new(&server);
+    kubectl.ok(&["create", "namespace", "demo"]).await;
+    kubectl
+        .ok(&[
+            "create",
+            "configmap",
+            "excluded",
+            "-n",
+            "demo",
+            "--from-literal=a.json={\"excluded\":[\"x\"]}",
+        ])
+        .await;
+    kubectl
+        .ok(&[
+            "label",
+            "configmap",
+            "excluded",
+            "-n",
+            "demo",
+            "eraser.sh/exclude.list=true",
+        ])
+        .await;
+    let data = kubectl
+        .ok(&[
+            "get",
+            "configmap",
+            "excluded",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.data.a\\.json}",
+        ])
+        .await;
+    assert_eq!(data, "{\"excluded\":[\"x\"]}");
+    kubectl
+        .ok(&[
+            "create",
+            "secret",
+            "generic",
+            "pull",
+            "-n",
+            "demo",
+            "--from-literal=k=v",
+        ])
+        .await;
+    let secret = kubectl
+        .ok(&[
+            "get",
+            "secret",
+            "pull",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.data.k}",
+        ])
+        .await;
+    assert_eq!(secret, "dg==");
+    kubectl
+        .ok(&["create", "serviceaccount", "bot", "-n", "demo"])
+        .await;
+    kubectl
+        .ok(&[
+            "create",
+            "role",
+            "reader",
+            "-n",
+            "demo",
+            "--verb=get,list",
+            "--resource=configmaps",
+        ])
+        .await;
+    kubectl
+        .ok(&[
+            "create",
+            "rolebinding",
+            "reader",
+            "-n",
+            "demo",
+            "--role=reader",
+            "--serviceaccount=demo:bot",
+        ])
+        .await;
+    let can = kubectl
+        .ok(&[
+            "auth",
+            "can-i",
+            "list",
+            "configmaps",
+            "-n",
+            "demo",
+            "--as",
+            "system:serviceaccount:demo:bot",
+        ])
+        .await;
+    assert_eq!(can.trim(), "yes");
+    // `kubectl create token` exists from 1.24.
+    let version = kubectl.ok(&["version", "--client", "-o", "json"]).await;
+    let version: serde_json::Value = serde_json::from_str(&version).unwrap();
+    let minor: u32 = version["clientVersion"]["minor"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('+')
+        .parse()
+        .unwrap();
+    if minor >= 24 {
+        let token = kubectl.ok(&["create", "token", "bot", "-n", "demo"]).await;
+        let client = server.client_with_token(token.trim()).unwrap();
+        let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+            kube::Api::namespaced(client, "demo");
+        cms.get("excluded").await.unwrap();
+    }
+    server.shutdown().await;
+}
