@@ -16,6 +16,28 @@
 //! Teardown (explicit with [`TestCluster::shutdown`], best effort on drop) stops the kubelets
 //! (killing every local process and CRI pod), then each containerd (containers, shims, mounts,
 //! by PID), then the server, then unmounts anything left under the directory and removes it.
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use image_cleaner_testkit::{ClusterOptions, TestCluster};
+//! let cluster = TestCluster::start(ClusterOptions {
+//!     nodes: 2,
+//!     cleaner_binary: Some("target/debug/imagecleaner".into()),
+//!     crd_paths: vec!["deploy/crds".into()],
+//!     ..Default::default()
+//! })
+//! .await?;
+//! let admin = cluster.client()?; // system:masters
+//! // … install manifests, run the manager with cluster.kubeconfig_path(), drive the test …
+//! let manager = cluster.client_for_service_account("kube-system", "eraser-controller-manager").await?;
+//! assert!(cluster.forbidden().is_empty(), "someone hit a 403: {:?}", cluster.forbidden());
+//! let node = cluster.node("node-1").expect("node-1");
+//! let images = node.containerd().list_images().await?; // the node's real runtime
+//! cluster.shutdown().await?;
+//! # let _ = (admin, manager, images);
+//! # Ok(())
+//! # }
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use super::env::{self, ConfigError, Sources};
 use super::paths::PathTable;
 use super::process::{LocalContainer, Plan};
-use super::sandbox::{CriPlan, CriPod, has_image};
+use super::sandbox::{CriPlan, CriPod, image_id};
 use super::status::{ContainerStatus, PodStatus, State};
 use super::volumes::{Mounter, PodDir, path_table};
 use super::{Fault, NodeCtx};
@@ -497,9 +497,9 @@ impl Worker {
         attempt: u32,
     ) -> Result<(Handle, String, String), StartFailure> {
         let endpoint = self.ctx.endpoint.clone();
-        match has_image(&endpoint, image).await {
-            Ok(true) => {}
-            Ok(false) => {
+        let id = match image_id(&endpoint, image).await {
+            Ok(Some(id)) => id,
+            Ok(None) => {
                 return Err(StartFailure::Waiting {
                     reason: "ErrImageNeverPull".into(),
                     message: format!(
@@ -514,7 +514,7 @@ impl Worker {
                     message: format!("{e:#}"),
                 });
             }
-        }
+        };
         if self.cri.is_none() {
             let logs = self.dir.root.join("logs");
             let _ = std::fs::create_dir_all(&logs);
@@ -566,7 +566,8 @@ impl Worker {
         ));
         let plan = CriPlan {
             name: container.name.clone(),
-            image: image.to_string(),
+            image: id,
+            user_image: image.to_string(),
             command,
             args,
             env: vars,

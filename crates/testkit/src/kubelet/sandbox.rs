@@ -1,5 +1,7 @@
 //! Containers of other images run for real on the node's containerd, through CRI, shaped as
-//! kubelet shapes them: one pod sandbox per pod (host network) whose metadata carries the
+//! kubelet shapes them: the container is created from the image ID (the name the pod gave
+//! is kept as `user_specified_image`), one pod sandbox per pod (host network) whose metadata
+//! carries the
 //! pod's name, namespace and UID, containers labelled `io.kubernetes.pod.*` and
 //! `io.kubernetes.container.name`, the termination message file bind-mounted at the
 //! container's `terminationMessagePath`, and the pod's volumes bind-mounted at their mount
@@ -35,7 +37,10 @@ pub(crate) struct Exit {
 #[derive(Clone, Debug)]
 pub(crate) struct CriPlan {
     pub name: String,
+    /// The image ID, as kubelet passes it.
     pub image: String,
+    /// The image as the pod names it.
+    pub user_image: String,
     pub command: Vec<String>,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
@@ -64,8 +69,8 @@ fn host_namespaces() -> proto::NamespaceOption {
     }
 }
 
-/// Whether the node's runtime has `image`.
-pub(crate) async fn has_image(endpoint: &str, image: &str) -> anyhow::Result<bool> {
+/// The ID of `image` on the node's runtime, if it has it.
+pub(crate) async fn image_id(endpoint: &str, image: &str) -> anyhow::Result<Option<String>> {
     let clients = Clients::connect(endpoint).await?;
     let mut images = clients.images.clone();
     let status = clients
@@ -80,7 +85,7 @@ pub(crate) async fn has_image(endpoint: &str, image: &str) -> anyhow::Result<boo
             }),
         )
         .await?;
-    Ok(status.image.is_some())
+    Ok(status.image.map(|i| i.id))
 }
 
 impl CriPod {
@@ -141,6 +146,7 @@ impl CriPod {
             }),
             image: Some(proto::ImageSpec {
                 image: plan.image.clone(),
+                user_specified_image: plan.user_image.clone(),
                 ..Default::default()
             }),
             command: plan.command.clone(),

@@ -436,7 +436,9 @@ async fn other_images_run_as_real_cri_containers_on_their_node() {
     })
     .await;
 
-    pods.delete("app", &DeleteParams::default()).await.unwrap();
+    pods.delete("app", &DeleteParams::default().grace_period(1))
+        .await
+        .unwrap();
     wait_for("the pod to go", || async {
         pods.get_opt("app").await.unwrap().is_none().then_some(())
     })
