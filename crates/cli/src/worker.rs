@@ -21,8 +21,7 @@ pub struct WorkerArgs {
         default_value = "/run/eraser.sh/job/job.json"
     )]
     pub job: PathBuf,
-    /// The manager's config as of the job (read for logging only: the job carries what
-    /// the worker needs).
+    /// The manager's config as of the job (the scanner's settings, when the job scans).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// CRI endpoint of the node's runtime.
@@ -57,20 +56,9 @@ pub async fn run(args: WorkerArgs) -> Result<ExitCode, Failure> {
         Ok(endpoint) => endpoint,
         Err(error) => return fail(format!("--runtime-endpoint: {error}")),
     };
-    if let Some(path) = &args.config
-        && let Ok(text) = std::fs::read_to_string(path)
-    {
-        match image_cleaner_api::Config::from_yaml(&text) {
-            Ok(parsed) => tracing::debug!(
-                collector = parsed.config.components.collector.enabled,
-                scanner = parsed.config.components.scanner.enabled,
-                "config of the job"
-            ),
-            Err(errors) => tracing::warn!("the job's config does not read: {errors}"),
-        }
-    }
     let options = Options {
         job_file: args.job.clone(),
+        config_file: args.config.clone(),
         runtime_endpoint: endpoint,
         state_dir: Some(args.state_dir.clone()),
         node_name: node.clone(),

@@ -24,6 +24,7 @@
 
 mod compact;
 mod pods;
+pub mod scan;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -109,6 +110,8 @@ impl Error {
 pub struct Options {
     /// The job (`job.json` from the job's ConfigMap).
     pub job_file: PathBuf,
+    /// The manager's config as of the job (its scanner settings are used when scanning).
+    pub config_file: Option<PathBuf>,
     /// The runtime's CRI endpoint.
     pub runtime_endpoint: Endpoint,
     /// Where the node's last-use state is kept.
@@ -187,6 +190,21 @@ pub async fn run(options: &Options, client: Result<kube::Client, Error>) -> Resu
     let runtime = Runtime::connect(&options.runtime_endpoint, Timeouts::default())
         .await
         .map_err(Error::Runtime)?;
+    // Scan first (it can take a while), so the pods read next are fresh.
+    let (vulnerable, scan_problem) = if job.scan {
+        match scan_settings(options.config_file.as_deref()) {
+            Ok(settings) => match scan::scan(&runtime, &settings).await {
+                Ok(vulnerable) => (vulnerable, None),
+                Err(error) => (Default::default(), Some(error.to_string())),
+            },
+            Err(problem) => (Default::default(), Some(problem)),
+        }
+    } else {
+        (Default::default(), None)
+    };
+    if let Some(problem) = &scan_problem {
+        tracing::warn!("vulnerability scan skipped, removing by age only: {problem}");
+    }
     // Read the pods as late as possible: right before planning.
     let references = match client {
         Ok(client) => references(&client, &options.node_name, options.api_timeout).await,
@@ -200,18 +218,13 @@ pub async fn run(options: &Options, client: Result<kube::Client, Error>) -> Resu
         }
         (Err(error), JobMode::Scheduled) => return Err(error),
     };
-    if job.scan {
-        tracing::warn!(
-            "vulnerability scanning in workers needs a database on the node; this run removes by age only"
-        );
-    }
     let planned = image_cleaner_node::plan(
         &runtime,
         EngineOptions {
             node: options.node_name.clone(),
             policy: policy(&job),
             references,
-            vulnerable: Default::default(),
+            vulnerable,
             state_dir: options.state_dir.clone(),
             concurrency: options.concurrency,
         },
@@ -222,8 +235,22 @@ pub async fn run(options: &Options, client: Result<kube::Client, Error>) -> Resu
         tracing::warn!("{warning}");
     }
     let report = planned.execute(job.dry_run).await.map_err(Error::Runtime)?;
-    let summary = compact(&report, job.scan);
+    let mut summary = compact(&report, job.scan && scan_problem.is_none());
+    if let Some(problem) = scan_problem {
+        summary.outcome = image_cleaner_protocol::ReportOutcome::Partial;
+        summary.error = Some(format!("vulnerability scan skipped: {problem}"));
+    }
     Ok(Done { report, summary })
+}
+
+/// The scan settings from the job's config file.
+fn scan_settings(config_file: Option<&Path>) -> Result<image_cleaner_node::scan::Settings, String> {
+    let path = config_file.ok_or("no --config: the scanner's settings are in the config")?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("reading {}: {error}", path.display()))?;
+    let parsed =
+        image_cleaner_api::Config::from_yaml(&text).map_err(|errors| errors.to_string())?;
+    scan::settings(&parsed.config.components.scanner.config).map_err(|error| error.to_string())
 }
 
 /// Writes the compact report where the kubelet reads the termination message; a failure to

@@ -1,0 +1,176 @@
+//! Vulnerability scanning in a scheduled run (`components.scanner.enabled`), with the
+//! settings of the config the job was started with.
+//!
+//! The native scanner reads an offline database from a path on the node (a
+//! `components.scanner.volumes` hostPath, mounted read-only at the same path); Trivy runs per
+//! image with the configured cache directory and database repository. Which findings condemn
+//! an image (severities, unfixed, ignored statuses, end of life) and whether an image that
+//! could not be scanned is removed (`deleteFailedImages`) come from the config.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use image_cleaner_api::config::{DbLocation, ScanEngine, ScannerConfig};
+use image_cleaner_core::ImageId;
+use image_cleaner_node::Runtime;
+use image_cleaner_node::scan::{Scanner, Settings, scan_images, vulnerable};
+use image_cleaner_scanner::trivy::Trivy;
+use image_cleaner_scanner::{Database, ScanPolicy, Severity, Status};
+
+/// Why a scan could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScanError {
+    /// The native scanner has no database it can read.
+    #[error(
+        "the native scanner needs components.scanner.config db.path (a file on a scanner volume); {0}"
+    )]
+    NoDatabase(&'static str),
+    /// The database could not be opened.
+    #[error("opening the vulnerability database {path}: {source}")]
+    Database {
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: image_cleaner_scanner::Error,
+    },
+    /// A severity or status name the scanner does not know.
+    #[error("components.scanner.config: {0}")]
+    Policy(String),
+    /// The runtime's images could not be listed.
+    #[error("listing the images to scan: {0}")]
+    Runtime(#[source] image_cleaner_cri::Error),
+}
+
+impl ScanError {
+    /// A stable label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ScanError::NoDatabase(_) => "scan_no_database",
+            ScanError::Database { .. } => "scan_database",
+            ScanError::Policy(_) => "scan_policy",
+            ScanError::Runtime(_) => "scan_runtime",
+        }
+    }
+}
+
+/// The scan settings for `config`.
+pub fn settings(config: &ScannerConfig) -> Result<Settings, ScanError> {
+    let per_image = config.timeout.per_image.as_duration();
+    let scanner = match config.engine {
+        ScanEngine::Trivy => Scanner::Trivy(Trivy {
+            binary: PathBuf::from("trivy"),
+            extra_args: vec![
+                "--cache-dir".into(),
+                config.cache_dir.clone(),
+                "--db-repository".into(),
+                config.db_repo.clone(),
+            ],
+            timeout: per_image,
+        }),
+        ScanEngine::Native => {
+            let path = match config.db.as_ref().map(|db| &db.location) {
+                Some(DbLocation::Path(path)) => PathBuf::from(path),
+                Some(_) => {
+                    return Err(ScanError::NoDatabase(
+                        "a database from a ConfigMap or URL is not handed to workers yet",
+                    ));
+                }
+                None => return Err(ScanError::NoDatabase("none is configured")),
+            };
+            let db = Database::open(&path).map_err(|source| ScanError::Database {
+                path: path.clone(),
+                source,
+            })?;
+            Scanner::Native(Arc::new(db))
+        }
+    };
+    let vulnerabilities = &config.vulnerabilities;
+    let severities = vulnerabilities
+        .severities
+        .iter()
+        .map(|s| s.as_str().parse::<Severity>())
+        .collect::<Result<_, _>>()
+        .map_err(ScanError::Policy)?;
+    let ignored_statuses = vulnerabilities
+        .ignored_statuses
+        .iter()
+        .map(|s| s.parse::<Status>())
+        .collect::<Result<_, _>>()
+        .map_err(ScanError::Policy)?;
+    let mut settings = Settings::new(scanner);
+    settings.policy = ScanPolicy {
+        severities,
+        ignore_unfixed: vulnerabilities.ignore_unfixed,
+        ignored_statuses,
+        delete_eol: config.delete_eol_images,
+    };
+    settings.delete_failed = config.delete_failed_images;
+    settings.per_image_timeout = per_image;
+    settings.total_timeout = config.timeout.total.as_duration();
+    Ok(settings)
+}
+
+/// Scans the node's images: image → the IDs that condemn it.
+pub async fn scan(
+    runtime: &Runtime,
+    settings: &Settings,
+) -> Result<BTreeMap<ImageId, Vec<String>>, ScanError> {
+    let images = runtime
+        .cri
+        .list_images()
+        .await
+        .map_err(ScanError::Runtime)?;
+    let progress = |done: usize, total: usize| {
+        if done == total {
+            tracing::info!(images = total, "scan done");
+        }
+    };
+    let results = scan_images(runtime, &images, settings, &progress).await;
+    for result in &results {
+        if let Some(error) = &result.error {
+            tracing::warn!(image = %result.names.first().unwrap_or(&result.id), %error, "scan failed");
+        }
+    }
+    Ok(vulnerable(&results, settings))
+}
+
+#[cfg(test)]
+mod tests {
+    use image_cleaner_api::config::Severity as ConfigSeverity;
+
+    use super::*;
+
+    #[test]
+    fn trivy_gets_the_configured_cache_and_repository() {
+        let config = ScannerConfig {
+            engine: ScanEngine::Trivy,
+            delete_failed_images: true,
+            ..ScannerConfig::default()
+        };
+        let settings = settings(&config).expect("trivy needs no database");
+        let Scanner::Trivy(trivy) = &settings.scanner else {
+            panic!("trivy expected");
+        };
+        assert!(trivy.extra_args.contains(&"/var/lib/trivy".to_string()));
+        assert!(settings.delete_failed);
+        assert!(settings.policy.severities.contains(&Severity::Critical));
+        assert!(!settings.policy.severities.contains(&Severity::Low));
+    }
+
+    #[test]
+    fn the_native_scanner_needs_a_database_path() {
+        let error = settings(&ScannerConfig::default()).expect_err("no database");
+        assert_eq!(error.metric_label(), "scan_no_database");
+        let mut config = ScannerConfig::default();
+        config.vulnerabilities.severities = vec![ConfigSeverity::Low];
+        config.engine = ScanEngine::Trivy;
+        config.vulnerabilities.ignored_statuses = vec!["nonsense".into()];
+        assert_eq!(
+            settings(&config).expect_err("bad status").metric_label(),
+            "scan_policy"
+        );
+    }
+}
