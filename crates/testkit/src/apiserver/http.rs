@@ -514,6 +514,12 @@ impl Call<'_> {
 
     fn create(&self, rt: &ResourceType, namespace: &str) -> ApiResult<Response> {
         let body = decode(&content_type(self.headers), self.body)?;
+        if !meta::meta_str(&body, "resourceVersion").is_empty() {
+            // What etcd's storage answers; a real trap for code that re-creates fetched objects.
+            return Err(ApiError::internal(
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
         let manager = self.manager()?;
         let op = self.op(rt, &manager);
         let stored = write::create(&mut self.shared.lock(), &op, namespace, body)?;
@@ -527,6 +533,19 @@ impl Call<'_> {
         status: bool,
     ) -> ApiResult<Response> {
         let body = decode(&content_type(self.headers), self.body)?;
+        if rt.is_custom() && meta::meta_str(&body, "resourceVersion").is_empty() {
+            // Custom resources do not allow unconditional updates.
+            return Err(ApiError::invalid(
+                &rt.kind,
+                &rt.group,
+                &key.1,
+                vec![super::error::Cause::invalid(
+                    "metadata.resourceVersion",
+                    &Value::from(0),
+                    "must be specified for an update",
+                )],
+            ));
+        }
         let manager = self.manager()?;
         let op = self.op(rt, &manager);
         let mut store = self.shared.lock();

@@ -101,6 +101,14 @@ async fn writes_carry_resource_versions_and_stale_ones_conflict() {
         ),
         409
     );
+    // An object fetched from the server cannot be created again as it is.
+    let mut fetched = cms.get("a").await.unwrap();
+    fetched.metadata.name = Some("copy".into());
+    let error = cms
+        .create(&PostParams::default(), &fetched)
+        .await
+        .unwrap_err();
+    assert_eq!(code(error), 500);
     assert_eq!(
         code(
             cms.create(&PostParams::default(), &cm("Bad_Name", &[]))
@@ -553,6 +561,15 @@ async fn status_is_a_subresource_and_generation_follows_spec() {
         .await
         .unwrap_err();
     assert_eq!(code(invalid), 422);
+
+    // Custom resources need a resourceVersion to be replaced.
+    let mut unconditional = lists.get("s").await.unwrap();
+    unconditional.metadata.resource_version = None;
+    let error = lists
+        .replace("s", &PostParams::default(), &unconditional)
+        .await
+        .unwrap_err();
+    assert_eq!(code(error), 422);
 
     // The deprecated version serves the same object.
     let gvk = GroupVersionKind::gvk("eraser.sh", "v1alpha1", "ImageList");
