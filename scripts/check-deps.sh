@@ -16,3 +16,10 @@ if [[ -n "$bad" ]]; then
   exit 1
 fi
 echo "check-deps: image-cleaner-scanner depends on no runtime client, network or async crate"
+# The manager talks to the API server only: it never links the runtime client or gRPC.
+bad=$(cargo tree -e normal -p image-cleaner-manager --prefix none 2>/dev/null | grep -E '^(tonic|prost|k8s-cri|image-cleaner-cri|image-cleaner-node) ' || true)
+if [[ -n "$bad" ]]; then
+  echo "image-cleaner-manager must not depend on: $bad" >&2
+  exit 1
+fi
+echo "check-deps: image-cleaner-manager links no runtime client and no gRPC"
