@@ -20,8 +20,9 @@ async fn a_restarted_manager_adopts_the_job_in_flight() {
     // One node's worker stays pending, so the job is still running when the manager dies.
     env.fault(&nodes[2], Fault::PendingForever);
     let start_timeout = Duration::from_secs(12);
-    let first = env
-        .manager_with("manager-a", |s| s.timeouts.start = start_timeout)
+    // The first manager is the real binary, as in a pod.
+    let mut first = env
+        .manager_process("manager-a", &["--worker-start-timeout", "12s"])
         .await;
     env.create_list("imagelist", &[ALPINE]).await;
     let job = wait_for("the job's worker pods", || async {
@@ -30,8 +31,9 @@ async fn a_restarted_manager_adopts_the_job_in_flight() {
         (pods.len() == 3 && jobs.len() == 1).then(|| jobs[0].name_any())
     })
     .await;
-    // Killed mid-job, like an OOM: nothing released, nothing cleaned up.
-    first.kill();
+    // Killed mid-job (SIGKILL, like an OOM): nothing released, nothing cleaned up.
+    first.start_kill().expect("killing the manager");
+    first.wait().await.expect("the manager is gone");
 
     let second = env
         .manager_with("manager-b", |s| s.timeouts.start = start_timeout)

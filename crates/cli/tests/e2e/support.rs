@@ -337,6 +337,35 @@ impl Env {
             .expect("starting the manager")
     }
 
+    /// Starts `imagecleaner manager` as a process with a kubeconfig for its service account
+    /// (as in a pod), and `args`.
+    pub async fn manager_process(&self, identity: &str, args: &[&str]) -> tokio::process::Child {
+        let server = self.cluster.api_server();
+        let token = server
+            .service_account_token(NS, MANAGER_SERVICE_ACCOUNT)
+            .await
+            .expect("a token for the manager's service account");
+        let kubeconfig = self.cluster.dir().join(format!("{identity}.kubeconfig"));
+        std::fs::write(
+            &kubeconfig,
+            server.kubeconfig(&token, MANAGER_SERVICE_ACCOUNT),
+        )
+        .expect("writing the manager's kubeconfig");
+        tokio::process::Command::new(binary())
+            .arg("manager")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--namespace", NS, "--identity", identity, "--image", IMAGE])
+            .args(["--metrics-bind-address", "127.0.0.1:0"])
+            .args(["--health-probe-bind-address", "127.0.0.1:0"])
+            .args(["--lease-duration", "4s", "--lease-renew-before", "1s"])
+            .args(args)
+            .env("IMAGECLEANER_LOG", "info")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting imagecleaner manager")
+    }
+
     /// Creates an ImageList.
     pub async fn create_list(&self, name: &str, images: &[&str]) -> ImageList {
         let api: Api<ImageList> = Api::all(self.admin.clone());
