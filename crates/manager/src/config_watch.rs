@@ -57,7 +57,9 @@ pub fn apply(
     };
     match Config::from_config_map_data(data) {
         Ok(parsed) => {
-            let warnings = parsed.warnings.iter().map(ToString::to_string).collect();
+            let mut warnings: Vec<String> =
+                parsed.warnings.iter().map(ToString::to_string).collect();
+            warnings.extend(unsupported(&parsed.config));
             (
                 ConfigState {
                     config: Some(Arc::new(parsed.config)),
@@ -79,6 +81,21 @@ pub fn apply(
             },
         ),
     }
+}
+
+/// Eraser settings that this manager reads but does not act on, said once per change.
+fn unsupported(config: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    if !config.manager.otlp_endpoint.is_empty() {
+        notes.push(format!(
+            "manager.otlpEndpoint {:?}: metrics are not pushed; scrape /metrics (port 8889) instead, under the same names",
+            config.manager.otlp_endpoint
+        ));
+    }
+    if config.manager.profile.enabled {
+        notes.push("manager.profile.enabled: there is no pprof endpoint".to_owned());
+    }
+    notes
 }
 
 /// What happened to a config change.
@@ -258,6 +275,13 @@ mod tests {
         assert!(first.synced);
 
         // No ConfigMap: defaults.
+        let otlp = data(
+            "apiVersion: eraser.sh/v1alpha3\nkind: EraserConfig\nmanager:\n  otlpEndpoint: otel:4318\n",
+        );
+        let (_, outcome) = apply(&ConfigState::default(), Some(&otlp));
+        assert!(matches!(outcome, Outcome::Applied { ref warnings }
+            if warnings.iter().any(|w| w.contains("otlpEndpoint"))));
+
         let (absent, outcome) = apply(&ConfigState::default(), None);
         assert_eq!(outcome, Outcome::Absent);
         assert_eq!(absent.config.as_deref(), Some(&Config::default()));
