@@ -45,7 +45,7 @@ fn error_policy(_list: Arc<ImageList>, error: &Error, ctx: Arc<Context>) -> Acti
     Action::requeue(Duration::from_secs(10))
 }
 
-async fn reconcile(list: Arc<ImageList>, ctx: Arc<Context>) -> Result<Action> {
+pub(crate) async fn reconcile(list: Arc<ImageList>, ctx: Arc<Context>) -> Result<Action> {
     if list.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }

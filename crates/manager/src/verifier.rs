@@ -262,4 +262,59 @@ mod tests {
         assert_eq!(fan_out.failures.keys().collect::<Vec<_>>(), vec!["c"]);
         script.await.expect("script played");
     }
+
+    #[tokio::test]
+    async fn a_list_gets_its_role_in_status_and_an_event() {
+        let (client, script) = verifier(vec![
+            Expect {
+                method: "PATCH",
+                path: "/apis/eraser.sh/v1/imagelists/excluded-images/status?".into(),
+                body: |body| {
+                    assert_eq!(body["status"]["action"], "Exclude");
+                    assert_eq!(body["status"]["actionSource"], "Name");
+                    assert_eq!(body["status"]["observedGeneration"], 2);
+                    assert!(body["status"]["conditions"].is_array());
+                    assert!(body.get("spec").is_none(), "status only");
+                },
+                content_type: Some("application/merge-patch+json"),
+                status: 200,
+                response: json!({"apiVersion": "eraser.sh/v1", "kind": "ImageList",
+                    "metadata": {"name": "excluded-images"}, "spec": {"images": []}}),
+            },
+            Expect {
+                method: "POST",
+                path: "/apis/events.k8s.io/v1/namespaces/kube-system/events?".into(),
+                body: |body| {
+                    assert_eq!(body["reason"], "RoleInferred");
+                    assert_eq!(body["type"], "Normal");
+                    assert_eq!(body["regarding"]["kind"], "ImageList");
+                    assert_eq!(body["regarding"]["name"], "excluded-images");
+                    assert_eq!(
+                        body["reportingController"],
+                        "eraser.sh/imagecleaner-manager"
+                    );
+                    assert!(body["eventTime"].is_string());
+                },
+                content_type: Some("application/json"),
+                status: 201,
+                response: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+                    "metadata": {"name": "x", "namespace": "kube-system"},
+                    "eventTime": "2025-01-01T00:00:00.000000Z"}),
+            },
+        ]);
+        let ctx = context(client);
+        let mut list = image_cleaner_api::ImageList::new(
+            "excluded-images",
+            image_cleaner_api::ImageListSpec {
+                images: vec!["docker.io/library/alpine:*".into()],
+                action: None,
+            },
+        );
+        list.metadata.generation = Some(2);
+        list.metadata.uid = Some("uid-1".into());
+        crate::list_status::reconcile(Arc::new(list), ctx)
+            .await
+            .expect("reconciled");
+        script.await.expect("script played");
+    }
 }
