@@ -1,6 +1,6 @@
 //! A fake kubelet for one node backed by a real containerd: it registers the Node (labels
 //! `kubernetes.io/hostname`, `kubernetes.io/os=linux`, condition Ready), watches the pods
-//! bound to it (`spec.nodeName`), and runs them ([`pod`]): containers of the cleaner's own
+//! bound to it (`spec.nodeName`), and runs them: containers of the cleaner's own
 //! image as local processes running the real binary, all others as real CRI containers on
 //! the node's containerd, so the images they use are really in use there.
 //!
@@ -12,10 +12,10 @@
 //!   `$(VAR)` references are expanded as kubelet does.
 //! - **Files**: the pod's volumes are made under its pod directory and every argument or
 //!   environment value naming a container path is rewritten to the host path standing in for
-//!   it (see [`paths`]): ConfigMaps at their mount paths become files in
+//!   it (see [`PathTable`]): ConfigMaps at their mount paths become files in
 //!   `POD/volumes/NAME/`, a hostPath is the same path under the node's host root (the node's
 //!   containerd socket is at `HOST/run/containerd/containerd.sock`, or where
-//!   [`KubeletOptions::runtime_socket`] says), the termination message path becomes
+//!   `ClusterOptions::runtime_socket` says), the termination message path becomes
 //!   `POD/termination/CONTAINER`.
 //! - **Environment**: only the pod's (`env`, `envFrom`, `fieldRef` such as `spec.nodeName`,
 //!   ConfigMap and Secret keys) plus `PATH`, `HOSTNAME`, `HOME`,
@@ -33,6 +33,7 @@
 //! [`Fault::PendingForever`] leaves new pods Pending (containers `ContainerCreating`);
 //! [`Fault::FailPods`] fails them at once. Either applies to pods that arrive after it is set.
 
+mod containers;
 mod env;
 mod paths;
 mod pod;
