@@ -37,6 +37,16 @@ pub enum ConfigMapError {
     },
 }
 
+impl ConfigMapError {
+    /// A stable label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ConfigMapError::NoJsonKey => "no_json_key",
+            ConfigMapError::Json { .. } => "invalid_json",
+        }
+    }
+}
+
 /// One problem with an exclusion source, for a log line and an Event on it.
 #[derive(Debug)]
 pub enum Problem {
@@ -252,10 +262,8 @@ mod tests {
             vec!["docker.io/library/*"]
         );
         let none = config_map("x", &[("sample.txt", "{}")]);
-        assert!(matches!(
-            config_map_entries(&none),
-            Err(ConfigMapError::NoJsonKey)
-        ));
+        let error = config_map_entries(&none).expect_err("no json key");
+        assert_eq!(error.metric_label(), "no_json_key");
         let bad = config_map("x", &[("sample.json", "[1,2]")]);
         assert!(matches!(
             config_map_entries(&bad),
