@@ -700,3 +700,44 @@ async fn the_launcher_prints_one_json_line_and_tears_down_on_sigterm() {
     assert!(!dir.exists(), "{} left behind", dir.display());
     assert!(processes_mentioning(&dir).is_empty());
 }
+
+#[tokio::test]
+async fn dropping_a_cluster_cleans_up_too() {
+    let cluster = cluster(1).await;
+    load_app(&cluster, "node-1", "docker.io/library/app:1").await;
+    let pods: Api<Pod> = Api::namespaced(cluster.client().unwrap(), "default");
+    let local = shell_pod("local", "node-1", "exec sleep 600", json!({}));
+    pods.create(&PostParams::default(), &local).await.unwrap();
+    let cri: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "cri"},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app",
+                 "image": "docker.io/library/app:1", "command": ["/bin/sleep", "3600"]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &cri).await.unwrap();
+    let running = wait_phase(&pods, "local", "Running").await;
+    wait_phase(&pods, "cri", "Running").await;
+    let pid: i32 = running.status.unwrap().container_statuses.unwrap()[0]
+        .container_id
+        .clone()
+        .unwrap()
+        .trim_start_matches("process://")
+        .parse()
+        .unwrap();
+    let containerd = cluster.nodes()[0].containerd().pid() as i32;
+    let dir = cluster.dir().to_path_buf();
+    // What a panicking test does: no shutdown, just drop.
+    drop(cluster);
+    wait_for("the local process to die", || async {
+        (!alive(pid)).then_some(())
+    })
+    .await;
+    assert!(!alive(containerd), "containerd {containerd} survived");
+    assert_eq!(processes_mentioning(&dir), Vec::<(i32, String)>::new());
+    assert!(
+        mounts_under(&dir).is_empty(),
+        "mounts left: {:?}",
+        mounts_under(&dir)
+    );
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
