@@ -66,7 +66,7 @@ async fn stuck_and_failed_workers_never_stick_a_job() {
     let nodes = env.nodes().to_vec();
     let manager = env
         .manager_with("manager-a", |settings| {
-            settings.timeouts.start = Duration::from_secs(5);
+            settings.timeouts.start = Duration::from_secs(10);
         })
         .await;
 

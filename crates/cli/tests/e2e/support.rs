@@ -360,7 +360,7 @@ impl Env {
             .args(["--health-probe-bind-address", "127.0.0.1:0"])
             .args(["--lease-duration", "4s", "--lease-renew-before", "1s"])
             .args(args)
-            .env("IMAGECLEANER_LOG", "info")
+            .env("IMAGECLEANER_LOG", "warn")
             .kill_on_drop(true)
             .spawn()
             .expect("starting imagecleaner manager")
