@@ -23,6 +23,7 @@ async fn config_changes_apply_at_once_and_a_broken_edit_keeps_the_last_good_conf
 
     let labelled = TestConfig {
         additional_pod_labels: [("team".to_string(), "platform".to_string())].into(),
+        pull_secrets: vec!["testsecret"],
         ..TestConfig::default()
     };
     env.set_config(&labelled.yaml()).await;
@@ -38,6 +39,13 @@ async fn config_changes_apply_at_once_and_a_broken_edit_keeps_the_last_good_conf
         pods.iter()
             .all(|p| p.labels().get("team").map(String::as_str) == Some("platform"))
     );
+    // Eraser's helm_pull_secret test: every worker carries the pull secret.
+    assert!(pods.iter().all(|p| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.as_ref())
+            .is_some_and(|secrets| secrets.iter().any(|s| s.name == "testsecret"))
+    }));
 
     // A broken edit: rejected as a whole, said so, and the last good config stays.
     let broken = labelled

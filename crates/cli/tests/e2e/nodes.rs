@@ -5,25 +5,41 @@ use std::time::Duration;
 use image_cleaner_api::{JobPhase, NodeOutcome};
 use image_cleaner_testkit::Fault;
 
+use kube::ResourceExt;
+
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_filter_excludes_and_includes_by_label() {
     let env = Env::start(&TestConfig::default()).await;
     let nodes = env.nodes().to_vec();
-    let (labelled, others) = (nodes[1].clone(), vec![nodes[0].clone(), nodes[2].clone()]);
+    let (labelled, other, windows) = (nodes[1].clone(), nodes[0].clone(), nodes[2].clone());
     env.label_node(&labelled, "eraser.sh/cleanup.filter", "true")
+        .await;
+    // A Windows node is never cleaned, whatever the filter says.
+    env.label_node(&windows, "kubernetes.io/os", "windows")
         .await;
     let manager = env.manager("manager-a").await;
 
-    // exclude (the default): the labelled node is skipped.
+    // exclude (the default): the labelled node is skipped, and the Windows node.
     env.create_list("imagelist", &[ALPINE]).await;
     let list = env.wait_list_done("imagelist", 1).await;
     let status = list.status.expect("status");
-    assert_eq!((status.success, status.failed, status.skipped), (2, 0, 1));
-    env.wait_images("alpine gone elsewhere", &others, |i| !i.contains(ALPINE))
-        .await;
+    assert_eq!((status.success, status.failed, status.skipped), (1, 0, 2));
+    env.wait_images("alpine gone elsewhere", std::slice::from_ref(&other), |i| {
+        !i.contains(ALPINE)
+    })
+    .await;
     assert!(env.images_on(&labelled).await.contains(ALPINE));
+    assert!(env.images_on(&windows).await.contains(ALPINE));
+    let job = env.jobs().await.into_iter().next().expect("the job");
+    let events = env.events_about(&job.name_any()).await;
+    assert!(
+        events
+            .iter()
+            .any(|(reason, note)| reason == "WindowsNodesSkipped" && note.contains(&windows)),
+        "{events:?}"
+    );
 
     // include: only the labelled node.
     env.set_config(
@@ -53,7 +69,7 @@ async fn the_node_filter_excludes_and_includes_by_label() {
         |i| !i.contains(NGINX),
     )
     .await;
-    for node in &others {
+    for node in [&other, &windows] {
         assert!(env.images_on(node).await.contains(NGINX), "{node}");
     }
     manager.stop().await.expect("the manager stops");

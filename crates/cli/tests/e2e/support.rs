@@ -53,6 +53,7 @@ pub struct TestConfig {
     pub selectors: Vec<&'static str>,
     pub runtime_address: String,
     pub additional_pod_labels: BTreeMap<String, String>,
+    pub pull_secrets: Vec<&'static str>,
 }
 
 impl Default for TestConfig {
@@ -67,6 +68,7 @@ impl Default for TestConfig {
             selectors: vec!["eraser.sh/cleanup.filter", "kubernetes.io/os=windows"],
             runtime_address: "unix:///run/containerd/containerd.sock".into(),
             additional_pod_labels: BTreeMap::new(),
+            pull_secrets: Vec::new(),
         }
     }
 }
@@ -75,6 +77,7 @@ impl TestConfig {
     pub fn yaml(&self) -> String {
         let labels = serde_json::to_string(&self.additional_pod_labels).unwrap_or_default();
         let selectors = serde_json::to_string(&self.selectors).unwrap_or_default();
+        let pull_secrets = serde_json::to_string(&self.pull_secrets).unwrap_or_default();
         format!(
             r#"apiVersion: eraser.sh/v1alpha3
 kind: EraserConfig
@@ -92,6 +95,7 @@ manager:
       delayOnSuccess: {delay}
       delayOnFailure: {delay}
   additionalPodLabels: {labels}
+  pullSecrets: {pull_secrets}
   nodeFilter:
     type: {filter}
     selectors: {selectors}
@@ -107,6 +111,7 @@ components:
             ratio = self.success_ratio,
             delay = self.delay_on_success,
             labels = labels,
+            pull_secrets = pull_secrets,
             filter = self.filter_type,
             selectors = selectors,
             collector = self.collector,
