@@ -150,9 +150,14 @@ async fn a_failed_removal_is_reported_and_does_not_stop_the_others() {
         .into_iter()
         .map(|i| i.id)
         .collect();
-    assert!(
-        left.contains(&node.app_1_0.id),
-        "a failed removal leaves the image"
-    );
+    // A failure before RemoveImage is sent leaves the image. (On a machine so loaded that the
+    // re-check's timer fires only after the thaw, RemoveImage itself may time out while the
+    // runtime still completes it; the report then says failed, with the call that timed out.)
+    if error.starts_with("re-checking containers") {
+        assert!(
+            left.contains(&node.app_1_0.id),
+            "a failed removal leaves the image"
+        );
+    }
     containerd.shutdown().await.unwrap();
 }
