@@ -1,6 +1,6 @@
 //! `imagecleaner manager`: the cluster manager (the Deployment's one process).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,8 +11,11 @@ use image_cleaner_api::constants::{
     DEFAULT_NAMESPACE, ENV_CONFIG_MAP_NAME, ENV_POD_NAMESPACE, ENV_PULL_SECRET_NAMES,
     MANAGER_CONFIG_MAP,
 };
-use image_cleaner_manager::names::{DEFAULT_IMAGE, ENV_IMAGE, ENV_POD_NAME};
+use image_cleaner_manager::names::{
+    CACHE_PATH, DEFAULT_IMAGE, ENV_IMAGE, ENV_POD_IP, ENV_POD_NAME,
+};
 use image_cleaner_manager::settings::pull_secrets_from_env;
+use image_cleaner_manager::vulndb::KeeperSettings;
 use image_cleaner_manager::{LeaseSettings, Settings, WATCH_TIMEOUT_SECS, WorkerTimeouts};
 
 use crate::exit::{self, Failure};
@@ -69,6 +72,16 @@ pub struct ManagerArgs {
     /// Log filter passed to the workers.
     #[arg(long, value_name = "FILTER")]
     pub worker_log_level: Option<String>,
+    /// Where the cluster's copy of the vulnerability database is kept (from a configMap or
+    /// url db source).
+    #[arg(long, value_name = "DIR", default_value = CACHE_PATH)]
+    pub cache_dir: PathBuf,
+    /// Longest time getting the vulnerability database from its source may take.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub database_fetch_timeout: Duration,
+    /// This pod's IP, where workers fetch the vulnerability database from the manager.
+    #[arg(long, env = ENV_POD_IP, value_name = "IP")]
+    pub pod_ip: Option<IpAddr>,
     /// Shortest time between two progress updates of a running job's status.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration, hide = true)]
     pub status_interval: Duration,
@@ -104,6 +117,12 @@ impl ManagerArgs {
             metrics_address: self.metrics_bind_address,
             health_address: self.health_probe_bind_address,
             status_interval: self.status_interval,
+            database: KeeperSettings {
+                dir: self.cache_dir.clone(),
+                timeout: self.database_fetch_timeout,
+                ..KeeperSettings::default()
+            },
+            advertise_ip: self.pod_ip,
             ..Settings::default()
         }
     }

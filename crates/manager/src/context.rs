@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
+use crate::vulndb::Keeper;
 
 /// Shared by the controllers.
 pub struct Context {
@@ -24,6 +25,10 @@ pub struct Context {
     pub events: Events,
     /// When this manager process started.
     pub started: Timestamp,
+    /// The cluster's copy of the vulnerability database.
+    pub database: Arc<Keeper>,
+    /// Where workers fetch it from this manager (`http://IP:port`), when known.
+    pub database_url: Option<String>,
 }
 
 impl std::fmt::Debug for Context {
@@ -48,13 +53,23 @@ impl Context {
             &settings.identity,
             settings.api_timeout,
         );
+        let database = Arc::new(Keeper::new(settings.database.clone()));
         Context {
             client,
             settings,
             metrics,
             events,
             started,
+            database,
+            database_url: None,
         }
+    }
+
+    /// The same context with the database keeper the HTTP server serves from.
+    pub fn with_database(mut self, database: Arc<Keeper>, url: Option<String>) -> Context {
+        self.database = database;
+        self.database_url = url;
+        self
     }
 
     /// Runs one API call under the API timeout; `action` names it in errors.

@@ -26,9 +26,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use image_cleaner_api::config::{DbLocation, ScanEngine};
 use image_cleaner_api::constants::JOB_OWNER_LABEL;
 use image_cleaner_api::{Config, ImageJob, ImageJobStatus, ImageList, JobPhase, ListAction};
-use image_cleaner_protocol::{PROTOCOL_VERSION, WorkerJob};
+use image_cleaner_protocol::{DatabaseHandoff, PROTOCOL_VERSION, WorkerJob};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, PodTemplate, PodTemplateSpec};
 use kube::ResourceExt;
@@ -51,6 +52,7 @@ use crate::pods::{self, WorkerSpec};
 use crate::readiness::Readiness;
 use crate::schedule;
 use crate::state;
+use crate::vulndb;
 
 mod tracking;
 
@@ -387,6 +389,11 @@ impl Coordinator {
         let owner = jobs::owner(job);
         let exclusions = self.exclusions().await;
         let scan = kind == JobKind::Scheduled && config.components.scanner.enabled;
+        let database = if scan {
+            self.prepare_database(job, config).await
+        } else {
+            None
+        };
         let worker_job = WorkerJob {
             version: PROTOCOL_VERSION,
             job: name.clone(),
@@ -401,6 +408,7 @@ impl Coordinator {
                 .as_secs(),
             scan,
             dry_run: false,
+            database,
         };
         let config_yaml = config.to_yaml().map_err(Error::ConfigYaml)?;
         let config_map = jobs::job_config_map(&owner, &namespace, &worker_job, config_yaml);
@@ -441,6 +449,64 @@ impl Coordinator {
         let template = Arc::new(template);
         self.templates.insert(name, template.clone());
         Ok(template)
+    }
+
+    /// The cluster's copy of the vulnerability database for a scanning job, when the native
+    /// scanner takes it from a ConfigMap or a URL; problems and staleness become Warning
+    /// Events on the job.
+    async fn prepare_database(&self, job: &ImageJob, config: &Config) -> Option<DatabaseHandoff> {
+        let scanner = &config.components.scanner.config;
+        let source = scanner.db.as_ref()?;
+        if scanner.engine != ScanEngine::Native || matches!(source.location, DbLocation::Path(_)) {
+            return None;
+        }
+        let now = std::time::SystemTime::now();
+        let prepared = self
+            .ctx
+            .database
+            .prepare(
+                &self.ctx.client,
+                &self.ctx.settings.namespace,
+                source,
+                self.ctx.database_url.as_deref(),
+                now,
+            )
+            .await;
+        self.ctx.metrics.database(
+            prepared.copy.as_ref().map(|c| c.age(now)),
+            prepared.handoff.problem.is_none(),
+        );
+        if let Some(problem) = &prepared.handoff.problem {
+            self.ctx
+                .events
+                .publish(
+                    job,
+                    Kind::Warning,
+                    "VulnerabilityDatabase",
+                    "FetchDatabase",
+                    problem,
+                )
+                .await;
+        }
+        if let (true, Some(copy)) = (prepared.stale, &prepared.copy) {
+            let note = format!(
+                "The vulnerability database was built {} ago, more than db.maxAge {}: scans still use it, but miss what was published since; update its source",
+                vulndb::humanize(copy.age(now)),
+                source.max_age
+            );
+            tracing::warn!(job = %job.name_any(), "{note}");
+            self.ctx
+                .events
+                .publish(
+                    job,
+                    Kind::Warning,
+                    "StaleVulnerabilityDatabase",
+                    "FetchDatabase",
+                    &note,
+                )
+                .await;
+        }
+        Some(prepared.handoff)
     }
 
     /// The merged exclusions, reporting bad sources.

@@ -206,6 +206,7 @@ mod tests {
             min_unused_seconds: 60,
             scan: false,
             dry_run: false,
+            database: None,
         };
         let cm = job_config_map(&owner, "kube-system", &worker_job, "config".into());
         assert_eq!(cm.metadata.name.as_deref(), Some("imagejob-abcde"));

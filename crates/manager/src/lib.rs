@@ -50,8 +50,9 @@ pub mod state;
 pub mod stores;
 #[cfg(test)]
 mod verifier;
+pub mod vulndb;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use image_cleaner_api::constants::{EXCLUDE_LIST_LABEL, EXCLUDE_LIST_LABEL_VALUE};
@@ -121,8 +122,15 @@ pub async fn start(client: Client, settings: Settings) -> Result<Running> {
     let readiness = Readiness::default();
     let shutdown = CancellationToken::new();
 
+    let database = Arc::new(vulndb::Keeper::new(settings.database.clone()));
+    let served = server::Served {
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+        shelf: database.shelf(),
+    };
     let metrics_listener = server::bind(settings.metrics_address).await?;
     let metrics_address = local_address(&metrics_listener, settings.metrics_address);
+    let database_url = database_base_url(settings.advertise_ip, metrics_address);
     let health_address = if settings.health_address == settings.metrics_address {
         metrics_address
     } else {
@@ -130,18 +138,12 @@ pub async fn start(client: Client, settings: Settings) -> Result<Running> {
         let address = local_address(&health_listener, settings.health_address);
         tokio::spawn(server::serve(
             health_listener,
-            metrics.clone(),
-            readiness.clone(),
+            served.clone(),
             shutdown.clone(),
         ));
         address
     };
-    tokio::spawn(server::serve(
-        metrics_listener,
-        metrics.clone(),
-        readiness.clone(),
-        shutdown.clone(),
-    ));
+    tokio::spawn(server::serve(metrics_listener, served, shutdown.clone()));
 
     let started = Timestamp::now();
     let task = {
@@ -151,12 +153,10 @@ pub async fn start(client: Client, settings: Settings) -> Result<Running> {
         tokio::spawn(async move {
             // A standby replica is ready: it is healthy and waits for the Lease.
             readiness.set_ready();
-            let ctx = Arc::new(Context::new(
-                client.clone(),
-                settings.clone(),
-                metrics.clone(),
-                started,
-            ));
+            let ctx = Arc::new(
+                Context::new(client.clone(), settings.clone(), metrics.clone(), started)
+                    .with_database(database, database_url),
+            );
             let result = leader::run(client, &settings, &metrics, shutdown.clone(), |cancel| {
                 term(ctx.clone(), readiness.clone(), cancel)
             })
@@ -175,6 +175,16 @@ pub async fn start(client: Client, settings: Settings) -> Result<Running> {
 
 fn local_address(listener: &tokio::net::TcpListener, fallback: SocketAddr) -> SocketAddr {
     listener.local_addr().unwrap_or(fallback)
+}
+
+/// Where workers reach this manager: the pod's IP (`POD_IP`) on the metrics port, else the
+/// bound address when it names one host (a manager run outside a pod, as in tests).
+fn database_base_url(advertise: Option<IpAddr>, bound: SocketAddr) -> Option<String> {
+    match advertise {
+        Some(ip) => Some(format!("http://{}", SocketAddr::new(ip, bound.port()))),
+        None if bound.ip().is_unspecified() => None,
+        None => Some(format!("http://{bound}")),
+    }
 }
 
 /// Fails early, and clearly, when the CRDs are not installed.

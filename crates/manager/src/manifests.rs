@@ -40,9 +40,10 @@ use image_cleaner_api::constants::{
 };
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    Namespace, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccount,
+    Capabilities, ConfigMap, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, Namespace, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccount, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
@@ -55,8 +56,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::names::{
-    DEFAULT_IMAGE, ENV_IMAGE, ENV_POD_NAME, HEALTH_PORT, MANAGER_CONTAINER, METRICS_PORT,
-    WORKER_ROLE,
+    CACHE_PATH, CACHE_VOLUME, DEFAULT_IMAGE, ENV_IMAGE, ENV_POD_IP, ENV_POD_NAME, HEALTH_PORT,
+    MANAGER_CONTAINER, METRICS_PORT, WORKER_ROLE,
 };
 
 /// First line of the generated manifest.
@@ -263,6 +264,7 @@ fn deployment(options: &Options) -> Deployment {
         env: Some(vec![
             field_env(ENV_POD_NAMESPACE, "metadata.namespace"),
             field_env(ENV_POD_NAME, "metadata.name"),
+            field_env(ENV_POD_IP, "status.podIP"),
             EnvVar {
                 name: ENV_IMAGE.into(),
                 value: Some(options.image.clone()),
@@ -283,6 +285,11 @@ fn deployment(options: &Options) -> Deployment {
                 ..Default::default()
             },
         ]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: CACHE_VOLUME.into(),
+            mount_path: CACHE_PATH.into(),
+            ..Default::default()
+        }]),
         liveness_probe: Some(probe("/healthz", 15, 20)),
         readiness_probe: Some(probe("/readyz", 5, 10)),
         resources: Some(ResourceRequirements {
@@ -332,6 +339,15 @@ fn deployment(options: &Options) -> Deployment {
                 spec: Some(PodSpec {
                     service_account_name: Some(MANAGER_SERVICE_ACCOUNT.into()),
                     containers: vec![container],
+                    // The cluster's copy of the vulnerability database (see `vulndb`).
+                    volumes: Some(vec![Volume {
+                        name: CACHE_VOLUME.into(),
+                        empty_dir: Some(EmptyDirVolumeSource {
+                            size_limit: Some(Quantity("2Gi".into())),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]),
                     node_selector: Some(BTreeMap::from([(
                         NODE_OS_LABEL.to_owned(),
                         "linux".to_owned(),

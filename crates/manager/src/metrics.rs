@@ -111,6 +111,8 @@ pub struct Metrics {
     config_valid: Gauge,
     leader: Gauge,
     errors: Family<ErrorLabels, Counter>,
+    database_age: Gauge,
+    database_refreshes: Family<ResultLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -227,6 +229,19 @@ impl Metrics {
             "Failed reconciliations, by controller and error kind",
             errors.clone(),
         );
+        let database_age = Gauge::default();
+        ours.register(
+            "vulnerability_database_age_seconds",
+            "Age of the vulnerability database the manager hands to workers (from its build time); -1 while none is held",
+            database_age.clone(),
+        );
+        database_age.set(-1);
+        let database_refreshes = Family::<ResultLabels, Counter>::default();
+        ours.register(
+            "vulnerability_database_refreshes",
+            "Attempts to get the vulnerability database from its source, by result (ok, failed)",
+            database_refreshes.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             images_removed,
@@ -244,6 +259,8 @@ impl Metrics {
             config_valid,
             leader,
             errors,
+            database_age,
+            database_refreshes,
         }
     }
 
@@ -294,6 +311,17 @@ impl Metrics {
             .get_or_create(&ResultLabels { result })
             .inc();
         self.config_valid.set(i64::from(applied));
+    }
+
+    /// Records a refresh of the vulnerability database: the held copy's age, and whether the
+    /// source answered.
+    pub fn database(&self, age: Option<std::time::Duration>, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.database_refreshes
+            .get_or_create(&ResultLabels { result })
+            .inc();
+        self.database_age
+            .set(age.map_or(-1, |age| i64::try_from(age.as_secs()).unwrap_or(i64::MAX)));
     }
 
     /// Records whether this manager leads.

@@ -25,6 +25,12 @@ pub const EVENT_CONTROLLER: &str = "eraser.sh/imagecleaner-manager";
 pub const ENV_IMAGE: &str = "IMAGECLEANER_IMAGE";
 /// Environment variable with the manager pod's name (its leader identity).
 pub const ENV_POD_NAME: &str = "POD_NAME";
+/// Environment variable with the manager pod's IP (where workers fetch the database).
+pub const ENV_POD_IP: &str = "POD_IP";
+/// Volume (emptyDir) of the manager holding the cluster's vulnerability database.
+pub const CACHE_VOLUME: &str = "cache";
+/// Where that volume is mounted in the manager.
+pub const CACHE_PATH: &str = "/var/cache/imagecleaner";
 /// Volume (hostPath) holding each node's last-use state across runs.
 pub const STATE_VOLUME: &str = "imagecleaner-state";
 /// Where that state lives on the node and in the worker.

@@ -77,6 +77,8 @@ pub struct Report {
     pub kept: Vec<(Reason, u64)>,
     /// The worker's error, if any.
     pub error: Option<String>,
+    /// Age in seconds of the vulnerability database the worker used, when it was stale.
+    pub stale_database_age: Option<u64>,
 }
 
 impl From<WorkerReport> for Report {
@@ -98,6 +100,7 @@ impl From<WorkerReport> for Report {
             vulnerable: report.vulnerable,
             kept,
             error: report.error.map(|e| short(&e)),
+            stale_database_age: report.stale_database_age,
         }
     }
 }
@@ -252,9 +255,16 @@ impl PodView {
                 bytes_freed: report.map_or(0, |r| r.freed_bytes.min(i64::MAX as u64) as i64),
                 vulnerable_images: report.and_then(|r| r.vulnerable).map(|v| v as i64),
                 removals_failed: report.map_or(0, |r| r.failed as i64),
-                message: (outcome != NodeOutcome::Succeeded)
-                    .then_some(message)
-                    .flatten(),
+                message: if outcome != NodeOutcome::Succeeded {
+                    message
+                } else {
+                    report.and_then(|r| r.stale_database_age).map(|age| {
+                        format!(
+                            "scanned with a stale vulnerability database (built {} ago, older than db.maxAge)",
+                            human(Duration::from_secs(age))
+                        )
+                    })
+                },
             },
             cause,
             kept: report.map(|r| r.kept.clone()).unwrap_or_default(),

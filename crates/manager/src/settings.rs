@@ -2,13 +2,14 @@
 //! to the cluster-wide config in the `eraser-manager-config` ConfigMap (which can change while
 //! it runs).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use image_cleaner_api::constants::{DEFAULT_NAMESPACE, MANAGER_CONFIG_MAP};
 
 use crate::names::{DEFAULT_IMAGE, HEALTH_PORT, LEASE_NAME, METRICS_PORT};
 use crate::report::WorkerTimeouts;
+use crate::vulndb::KeeperSettings;
 
 /// Leader election.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +66,10 @@ pub struct Settings {
     pub health_address: SocketAddr,
     /// Shortest time between two progress updates of a running job's status.
     pub status_interval: Duration,
+    /// How the cluster's vulnerability database is fetched and kept.
+    pub database: KeeperSettings,
+    /// The address workers reach this manager at (the pod's IP), for the database.
+    pub advertise_ip: Option<IpAddr>,
 }
 
 impl Default for Settings {
@@ -85,6 +90,8 @@ impl Default for Settings {
             metrics_address: SocketAddr::from(([0, 0, 0, 0], METRICS_PORT)),
             health_address: SocketAddr::from(([0, 0, 0, 0], HEALTH_PORT)),
             status_interval: Duration::from_secs(2),
+            database: KeeperSettings::default(),
+            advertise_ip: None,
         }
     }
 }

@@ -114,6 +114,33 @@ pub struct WorkerJob {
     /// Plan and re-check, but remove nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// The vulnerability database the manager keeps for the cluster (`db.configMap` or
+    /// `db.url`), when the job scans with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseHandoff>,
+}
+
+/// Where a worker gets the cluster's copy of the vulnerability database. The manager fetched
+/// it once (from a URL or a ConfigMap), checked it, and serves it by digest; a node keeps the
+/// copy it downloaded and fetches again only when the digest changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseHandoff {
+    /// Where to fetch it (the manager), when the manager holds one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Lower-case hex SHA-256 of the file.
+    #[serde(default)]
+    pub sha256: String,
+    /// Its size in bytes.
+    #[serde(default)]
+    pub size: u64,
+    /// When it was built, seconds since the epoch.
+    #[serde(default)]
+    pub built_at: u64,
+    /// Why the manager holds none (or holds an old one), when that is so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 impl WorkerJob {
@@ -187,6 +214,10 @@ pub struct WorkerReport {
     /// Images found vulnerable, when scanning ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vulnerable: Option<u64>,
+    /// Age of the vulnerability database the scan used, in seconds, when it was older than
+    /// the configured `db.maxAge` (the scan still ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_database_age: Option<u64>,
     /// Images kept, by reason (`running`, `excluded`, `referenced`…).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub kept: BTreeMap<String, u64>,
@@ -213,6 +244,7 @@ impl WorkerReport {
             failed: 0,
             freed_bytes: 0,
             vulnerable: None,
+            stale_database_age: None,
             kept: BTreeMap::new(),
             error: Some(error.into()),
             failures: Vec::new(),
@@ -308,6 +340,7 @@ mod tests {
             failed: failures as u64,
             freed_bytes: 123_456_789,
             vulnerable: Some(2),
+            stale_database_age: Some(9 * 24 * 3600),
             kept: [("running".to_string(), 3), ("excluded".to_string(), 1)].into(),
             error: (error_len > 0).then(|| "é".repeat(error_len)),
             failures: (0..failures)
@@ -367,8 +400,15 @@ mod tests {
             exclusions: vec!["docker.io/library/*".into()],
             removal: vec!["*".into()],
             min_unused_seconds: 0,
-            scan: false,
+            scan: true,
             dry_run: false,
+            database: Some(DatabaseHandoff {
+                url: Some("http://10.0.0.7:8889/vulndb/ab12".into()),
+                sha256: "ab12".into(),
+                size: 4096,
+                built_at: 1_700_000_000,
+                problem: None,
+            }),
         };
         assert_eq!(WorkerJob::from_json(&job.to_json()).expect("reads"), job);
         job.version = 2;

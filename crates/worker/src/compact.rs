@@ -40,6 +40,7 @@ pub fn compact(report: &Report, scanned: bool) -> WorkerReport {
         failed: summary.failed as u64,
         freed_bytes: summary.freed_bytes,
         vulnerable: scanned.then_some(vulnerable),
+        stale_database_age: None,
         kept: report
             .kept_by_reason()
             .into_iter()

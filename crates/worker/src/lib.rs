@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod compact;
+pub mod database;
 mod pods;
 pub mod scan;
 
@@ -191,12 +192,22 @@ pub async fn run(options: &Options, client: Result<kube::Client, Error>) -> Resu
         .await
         .map_err(Error::Runtime)?;
     // Scan first (it can take a while), so the pods read next are fresh.
+    let mut stale_database = None;
     let (vulnerable, scan_problem) = if job.scan {
-        match scan_settings(options.config_file.as_deref()) {
-            Ok(settings) => match scan::scan(&runtime, &settings).await {
-                Ok(vulnerable) => (vulnerable, None),
-                Err(error) => (Default::default(), Some(error.to_string())),
-            },
+        match scan_settings(options, &job).await {
+            Ok((settings, stale)) => {
+                if let Some(age) = stale {
+                    tracing::warn!(
+                        age_hours = age.as_secs() / 3600,
+                        "the vulnerability database is older than db.maxAge; scanning with it"
+                    );
+                    stale_database = Some(age.as_secs());
+                }
+                match scan::scan(&runtime, &settings).await {
+                    Ok(vulnerable) => (vulnerable, None),
+                    Err(error) => (Default::default(), Some(error.to_string())),
+                }
+            }
             Err(problem) => (Default::default(), Some(problem)),
         }
     } else {
@@ -236,6 +247,7 @@ pub async fn run(options: &Options, client: Result<kube::Client, Error>) -> Resu
     }
     let report = planned.execute(job.dry_run).await.map_err(Error::Runtime)?;
     let mut summary = compact(&report, job.scan && scan_problem.is_none());
+    summary.stale_database_age = stale_database;
     if let Some(problem) = scan_problem {
         summary.outcome = image_cleaner_protocol::ReportOutcome::Partial;
         summary.error = Some(format!("vulnerability scan skipped: {problem}"));
@@ -243,14 +255,46 @@ pub async fn run(options: &Options, client: Result<kube::Client, Error>) -> Resu
     Ok(Done { report, summary })
 }
 
-/// The scan settings from the job's config file.
-fn scan_settings(config_file: Option<&Path>) -> Result<image_cleaner_node::scan::Settings, String> {
-    let path = config_file.ok_or("no --config: the scanner's settings are in the config")?;
+/// Longest time the download of the cluster's database from the manager may take.
+const DATABASE_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The scan settings from the job's config file, with the node's copy of the cluster's
+/// database when the job hands one over; and the database's age when it is stale.
+async fn scan_settings(
+    options: &Options,
+    job: &WorkerJob,
+) -> Result<(image_cleaner_node::scan::Settings, Option<Duration>), String> {
+    let path = options
+        .config_file
+        .as_deref()
+        .ok_or("no --config: the scanner's settings are in the config")?;
     let text = std::fs::read_to_string(path)
         .map_err(|error| format!("reading {}: {error}", path.display()))?;
     let parsed =
         image_cleaner_api::Config::from_yaml(&text).map_err(|errors| errors.to_string())?;
-    scan::settings(&parsed.config.components.scanner.config).map_err(|error| error.to_string())
+    // Without a state directory the copy lives only as long as this run.
+    let mut scratch = None;
+    let kept = match &job.database {
+        Some(handoff) => {
+            let dir = match &options.state_dir {
+                Some(dir) => dir.join("vulnerability-db"),
+                None => {
+                    let dir = tempfile::tempdir().map_err(|error| error.to_string())?;
+                    scratch.insert(dir).path().to_owned()
+                }
+            };
+            let (path, _) = database::fetch(handoff, &dir, DATABASE_DOWNLOAD_TIMEOUT)
+                .await
+                .map_err(|error| error.to_string())?;
+            Some(path)
+        }
+        None => None,
+    };
+    let settings = scan::settings(&parsed.config.components.scanner.config, kept.as_deref())
+        .map_err(|error| error.to_string());
+    // The database is read whole when opened; the scratch copy can go now.
+    drop(scratch);
+    settings
 }
 
 /// Writes the compact report where the kubelet reads the termination message; a failure to
@@ -278,6 +322,7 @@ mod tests {
             min_unused_seconds: 90,
             scan: false,
             dry_run: false,
+            database: None,
         }
     }
 

@@ -1,15 +1,17 @@
 //! Vulnerability scanning in a scheduled run (`components.scanner.enabled`), with the
 //! settings of the config the job was started with.
 //!
-//! The native scanner reads an offline database from a path on the node (a
-//! `components.scanner.volumes` hostPath, mounted read-only at the same path); Trivy runs per
-//! image with the configured cache directory and database repository. Which findings condemn
+//! The native scanner reads an offline database: from a path on the node (`db.path`, a
+//! `components.scanner.volumes` hostPath mounted read-only at the same path), or the copy the
+//! manager keeps for the cluster (`db.configMap`, `db.url`; see [`crate::database`]). Trivy
+//! runs per image with the configured cache directory and database repository. Which findings condemn
 //! an image (severities, unfixed, ignored statuses, end of life) and whether an image that
 //! could not be scanned is removed (`deleteFailedImages`) come from the config.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use image_cleaner_api::config::{DbLocation, ScanEngine, ScannerConfig};
 use image_cleaner_core::ImageId;
@@ -24,7 +26,7 @@ use image_cleaner_scanner::{Database, ScanPolicy, Severity, Status};
 pub enum ScanError {
     /// The native scanner has no database it can read.
     #[error(
-        "the native scanner needs components.scanner.config db.path (a file on a scanner volume); {0}"
+        "the native scanner needs a database: set components.scanner.config db (path, configMap or url); {0}"
     )]
     NoDatabase(&'static str),
     /// The database could not be opened.
@@ -56,8 +58,14 @@ impl ScanError {
     }
 }
 
-/// The scan settings for `config`.
-pub fn settings(config: &ScannerConfig) -> Result<Settings, ScanError> {
+/// The scan settings for `config`; `kept` is the node's copy of the cluster's database, for a
+/// `db.configMap` or `db.url` source. Also the database's age when it is older than
+/// `db.maxAge`.
+pub fn settings(
+    config: &ScannerConfig,
+    kept: Option<&Path>,
+) -> Result<(Settings, Option<Duration>), ScanError> {
+    let mut stale = None;
     let per_image = config.timeout.per_image.as_duration();
     let scanner = match config.engine {
         ScanEngine::Trivy => Scanner::Trivy(Trivy {
@@ -71,19 +79,26 @@ pub fn settings(config: &ScannerConfig) -> Result<Settings, ScanError> {
             timeout: per_image,
         }),
         ScanEngine::Native => {
-            let path = match config.db.as_ref().map(|db| &db.location) {
-                Some(DbLocation::Path(path)) => PathBuf::from(path),
-                Some(_) => {
+            let Some(source) = &config.db else {
+                return Err(ScanError::NoDatabase("none is configured"));
+            };
+            let path = match (&source.location, kept) {
+                (DbLocation::Path(path), _) => PathBuf::from(path),
+                (_, Some(kept)) => kept.to_owned(),
+                (_, None) => {
                     return Err(ScanError::NoDatabase(
-                        "a database from a ConfigMap or URL is not handed to workers yet",
+                        "the job carries no copy from the manager",
                     ));
                 }
-                None => return Err(ScanError::NoDatabase("none is configured")),
             };
             let db = Database::open(&path).map_err(|source| ScanError::Database {
                 path: path.clone(),
                 source,
             })?;
+            let age = db.age(SystemTime::now());
+            if age > source.max_age.as_duration() {
+                stale = Some(age);
+            }
             Scanner::Native(Arc::new(db))
         }
     };
@@ -110,7 +125,7 @@ pub fn settings(config: &ScannerConfig) -> Result<Settings, ScanError> {
     settings.delete_failed = config.delete_failed_images;
     settings.per_image_timeout = per_image;
     settings.total_timeout = config.timeout.total.as_duration();
-    Ok(settings)
+    Ok((settings, stale))
 }
 
 /// Scans the node's images: image → the IDs that condemn it.
@@ -150,7 +165,8 @@ mod tests {
             delete_failed_images: true,
             ..ScannerConfig::default()
         };
-        let settings = settings(&config).expect("trivy needs no database");
+        let (settings, stale) = settings(&config, None).expect("trivy needs no database");
+        assert_eq!(stale, None);
         let Scanner::Trivy(trivy) = &settings.scanner else {
             panic!("trivy expected");
         };
@@ -162,14 +178,16 @@ mod tests {
 
     #[test]
     fn the_native_scanner_needs_a_database_path() {
-        let error = settings(&ScannerConfig::default()).expect_err("no database");
+        let error = settings(&ScannerConfig::default(), None).expect_err("no database");
         assert_eq!(error.metric_label(), "scan_no_database");
         let mut config = ScannerConfig::default();
         config.vulnerabilities.severities = vec![ConfigSeverity::Low];
         config.engine = ScanEngine::Trivy;
         config.vulnerabilities.ignored_statuses = vec!["nonsense".into()];
         assert_eq!(
-            settings(&config).expect_err("bad status").metric_label(),
+            settings(&config, None)
+                .expect_err("bad status")
+                .metric_label(),
             "scan_policy"
         );
     }
