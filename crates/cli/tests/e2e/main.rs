@@ -6,8 +6,12 @@
 
 mod support;
 
+#[path = "../../../scanner/tests/support/debian.rs"]
+mod debian;
+
 mod config;
 mod lists;
 mod nodes;
 mod restart;
+mod scanning;
 mod scheduled;
