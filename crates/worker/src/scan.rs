@@ -176,6 +176,105 @@ mod tests {
         assert!(!settings.policy.severities.contains(&Severity::Low));
     }
 
+    /// A database file built `age` ago, in `dir`.
+    fn database(dir: &Path, age: Duration) -> PathBuf {
+        let json = dir.join("record.json");
+        let record = r#"{"id": "DEBIAN-CVE-2022-37434", "modified": "2024-08-01T00:00:00Z",
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": "zlib"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"},
+            {"fixed": "1:1.2.13.dfsg-1+deb12u1"}]}]}]}"#;
+        std::fs::write(&json, record).expect("record");
+        let out = dir.join("vulns.db");
+        image_cleaner_scanner::db::build(&json, &out, SystemTime::now() - age).expect("build");
+        out
+    }
+
+    #[test]
+    fn erasers_scanner_keys_reach_the_engine() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(dir.path(), Duration::from_secs(3 * 3600));
+        // As an operator writes it, in Eraser's format (the string under
+        // components.scanner.config).
+        let yaml = format!(
+            "apiVersion: eraser.sh/v1alpha3
+kind: EraserConfig
+components:
+  scanner:
+    enabled: true
+    config: |
+      db: {{path: {db}, maxAge: 2h}}
+      vulnerabilities:
+        ignoreUnfixed: true
+        severities: [CRITICAL, MEDIUM]
+        ignoredStatuses: [will_not_fix]
+      deleteFailedImages: true
+      deleteEOLImages: false
+      timeout:
+        total: 10m
+        perImage: 45s
+",
+            db = db.display()
+        );
+        let parsed = image_cleaner_api::Config::from_yaml(&yaml).expect("a valid config");
+        let (scan, stale) =
+            settings(&parsed.config.components.scanner.config, None).expect("settings");
+        assert!(matches!(scan.scanner, Scanner::Native(_)));
+        assert_eq!(
+            scan.policy.severities,
+            [Severity::Critical, Severity::Medium].into()
+        );
+        assert!(scan.policy.ignore_unfixed);
+        assert_eq!(scan.policy.ignored_statuses, [Status::WillNotFix].into());
+        assert!(scan.delete_failed);
+        assert!(!scan.policy.delete_eol);
+        assert_eq!(scan.total_timeout, Duration::from_secs(600));
+        assert_eq!(scan.per_image_timeout, Duration::from_secs(45));
+        let stale = stale.expect("3 hours old, maxAge 2h: stale");
+        assert!(stale >= Duration::from_secs(3 * 3600), "{stale:?}");
+
+        // Defaults: unscanned images are kept, end-of-life images removed (as in Eraser).
+        let defaults = image_cleaner_api::Config::from_yaml(&format!(
+            "apiVersion: eraser.sh/v1alpha3
+kind: EraserConfig
+components:
+  scanner:
+    enabled: true
+    config: |
+      db: {{path: {}}}
+",
+            db.display()
+        ))
+        .expect("a valid config");
+        let (scan, stale) =
+            settings(&defaults.config.components.scanner.config, None).expect("settings");
+        assert!(!scan.delete_failed);
+        assert!(scan.policy.delete_eol);
+        assert!(!scan.policy.ignore_unfixed);
+        assert_eq!(stale, None, "within the default maxAge of a week");
+    }
+
+    #[test]
+    fn a_database_from_the_manager_needs_the_nodes_copy() {
+        let mut config = ScannerConfig::default();
+        config.db = Some(image_cleaner_api::config::DbSource {
+            location: DbLocation::Url("https://db.example/vulns.db".into()),
+            max_age: image_cleaner_api::config::DbSource::DEFAULT_MAX_AGE,
+        });
+        let error = settings(&config, None).expect_err("no copy");
+        assert!(
+            error.to_string().contains("no copy from the manager"),
+            "{error}"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(dir.path(), Duration::ZERO);
+        let (scan, stale) = settings(&config, Some(&db)).expect("the node's copy");
+        assert!(matches!(scan.scanner, Scanner::Native(_)));
+        assert_eq!(stale, None);
+        std::fs::write(&db, b"not a database").expect("write");
+        let error = settings(&config, Some(&db)).expect_err("corrupt");
+        assert_eq!(error.metric_label(), "scan_database");
+    }
+
     #[test]
     fn the_native_scanner_needs_a_database_path() {
         let error = settings(&ScannerConfig::default(), None).expect_err("no database");
