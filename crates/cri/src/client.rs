@@ -224,6 +224,23 @@ impl Client {
         Ok(())
     }
 
+    /// Whether the runtime still holds the image (CRI `ImageStatus`: an image it does not
+    /// have comes back empty, not as an error).
+    pub async fn image_exists(&self, id: &ImageId) -> Result<bool> {
+        let mut images = self.images.clone();
+        let request = proto::ImageStatusRequest {
+            image: Some(proto::ImageSpec {
+                image: id.as_str().to_string(),
+                ..Default::default()
+            }),
+            verbose: false,
+        };
+        let response = self
+            .call("ImageStatus", async { images.image_status(request).await })
+            .await?;
+        Ok(response.image.is_some())
+    }
+
     /// Bytes the runtime reports used on its image filesystems. Runtimes refresh this figure
     /// periodically, so it lags removals by up to that period.
     pub async fn image_fs_used_bytes(&self) -> Result<u64> {
