@@ -4,12 +4,13 @@
 # bindings are generated at build time), busybox-static (a base layer with /bin/sleep for
 # fixture images), gcc/libc (a static pause binary), libsqlite3-dev (the rpm database
 # reader links SQLite), python3-apt and rpm (the reference Debian and RPM version orderings
-# the scanner is tested against; rpm also writes the rpm database fixtures) and kubectl
-# (Debian's kubernetes-client, which the test cluster's tests drive; any kubectl already on
-# PATH will do). Skips what is already there.
+# the scanner is tested against; rpm also writes the rpm database fixtures), db5.3-util
+# (writes them again as a Berkeley DB `Packages`) and kubectl (Debian's kubernetes-client,
+# which the test cluster's tests drive; any kubectl already on PATH will do). Skips what is
+# already there.
 set -euo pipefail
 
-packages=(containerd runc protobuf-compiler busybox-static gcc libc6-dev ca-certificates libsqlite3-dev python3-apt rpm)
+packages=(containerd runc protobuf-compiler busybox-static gcc libc6-dev ca-certificates libsqlite3-dev python3-apt rpm db5.3-util)
 command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
 missing=()
 for p in "${packages[@]}"; do

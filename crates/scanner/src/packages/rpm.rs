@@ -4,7 +4,9 @@
 //! The formats are read by the `rpmdb` crate (a port of the reader Trivy uses). It needs a
 //! host file, so the database bytes are copied to a private temporary file first, and it
 //! indexes slices without checking bounds, so a damaged database is caught as a failed read
-//! rather than allowed to abort the scanner.
+//! rather than allowed to abort the scanner. Its Berkeley DB reader also loops forever on an
+//! overflow chain that reaches a page of another type or comes back on itself, so those
+//! chains are walked here first ([`check_berkeley_db`]) and such a file is refused.
 
 use std::io::Write as _;
 
@@ -34,6 +36,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Package>, String> {
     file.write_all(bytes)
         .and_then(|()| file.flush())
         .map_err(|e| format!("cannot make a temporary copy: {e}"))?;
+    check_berkeley_db(bytes)?;
     let path = file.path().to_path_buf();
     let read = std::panic::catch_unwind(move || rpmdb::read_packages(path));
     let packages = match read {
@@ -61,6 +64,74 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Package>, String> {
             }
         })
         .collect())
+}
+
+/// Berkeley DB hash files start with this magic (at byte 12 of the metadata page).
+const BDB_HASH_MAGIC: u32 = 0x0006_1561;
+/// Page types (Berkeley DB's `db_page.h`).
+const PAGE_HASH_UNSORTED: u8 = 2;
+const PAGE_HASH_OFF: u8 = 3;
+const PAGE_OVERFLOW: u8 = 7;
+const PAGE_HASH: u8 = 13;
+/// Size of a page header.
+const PAGE_HEADER: usize = 26;
+
+/// Refuses a Berkeley DB hash file whose overflow chains the reader would follow forever: one
+/// that reaches a page that is not an overflow page, leaves the file, or loops. Other files
+/// pass (they are not Berkeley DB).
+pub fn check_berkeley_db(bytes: &[u8]) -> Result<(), String> {
+    let u32_at = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    };
+    if u32_at(12) != Some(BDB_HASH_MAGIC) {
+        return Ok(());
+    }
+    let damaged = |why: &str| Err(format!("the Berkeley DB database is damaged: {why}"));
+    let (Some(page_size), Some(last_page)) = (u32_at(20), u32_at(32)) else {
+        return damaged("truncated metadata page");
+    };
+    let page_size = page_size as usize;
+    if !(512..=65_536).contains(&page_size) || !page_size.is_power_of_two() {
+        return damaged("invalid page size");
+    }
+    let pages = bytes.len() / page_size;
+    let page_type = |page: usize| bytes.get(page * page_size + 25).copied();
+    for page in 0..=(last_page as usize).min(pages.saturating_sub(1)) {
+        if !matches!(page_type(page), Some(PAGE_HASH | PAGE_HASH_UNSORTED)) {
+            continue;
+        }
+        let start = page * page_size;
+        let data = &bytes[start..start + page_size];
+        let entries = usize::from(u16::from_le_bytes([data[20], data[21]]));
+        let Some(index) = data.get(PAGE_HEADER..PAGE_HEADER + entries * 2) else {
+            return damaged("a hash page has more entries than fit");
+        };
+        // Entries come in key/value pairs; the value's offset is the second of each pair.
+        for pair in index.chunks_exact(4) {
+            let offset = usize::from(u16::from_le_bytes([pair[2], pair[3]]));
+            if data.get(offset) != Some(&PAGE_HASH_OFF) {
+                continue;
+            }
+            let Some(first) = data.get(offset + 4..offset + 8) else {
+                return damaged("an off-page entry is cut short");
+            };
+            let mut next = u32::from_le_bytes([first[0], first[1], first[2], first[3]]) as usize;
+            let mut steps = 0usize;
+            while next != 0 {
+                if next >= pages || page_type(next) != Some(PAGE_OVERFLOW) {
+                    return damaged(
+                        "an overflow chain reaches a page that is not an overflow page",
+                    );
+                }
+                steps += 1;
+                if steps > pages {
+                    return damaged("an overflow chain loops");
+                }
+                next = u32_at(next * page_size + 16).unwrap_or(0) as usize;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `openssl-3.0.7-24.el9.src.rpm` -> `openssl`.
