@@ -6,7 +6,9 @@
 //! indexes slices without checking bounds, so a damaged database is caught as a failed read
 //! rather than allowed to abort the scanner. Its Berkeley DB reader also loops forever on an
 //! overflow chain that reaches a page of another type or comes back on itself, so those
-//! chains are walked here first ([`check_berkeley_db`]) and such a file is refused.
+//! chains are walked here first ([`check_berkeley_db`]) and such a file is refused; and its
+//! NDB reader allocates whatever length a blob header claims (up to 4 GiB), so those lengths
+//! are checked against the file first ([`check_ndb`]).
 
 use std::io::Write as _;
 
@@ -37,6 +39,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Package>, String> {
         .and_then(|()| file.flush())
         .map_err(|e| format!("cannot make a temporary copy: {e}"))?;
     check_berkeley_db(bytes)?;
+    check_ndb(bytes)?;
     let path = file.path().to_path_buf();
     let read = std::panic::catch_unwind(move || rpmdb::read_packages(path));
     let packages = match read {
@@ -134,6 +137,46 @@ pub fn check_berkeley_db(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// NDB files start with `RpmP`, version 0.
+const NDB_MAGIC: &[u8; 4] = b"RpmP";
+const NDB_SLOT_MAGIC: &[u8; 4] = b"Slot";
+const NDB_SLOTS_PER_PAGE: usize = 4096 / 16;
+
+/// Refuses an NDB file whose slots point at blobs that do not fit in the file (the reader
+/// would allocate the claimed length first). Other files pass.
+pub fn check_ndb(bytes: &[u8]) -> Result<(), String> {
+    let u32_at = |at: usize| -> Option<usize> {
+        Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as usize)
+    };
+    if bytes.get(..4) != Some(NDB_MAGIC) || u32_at(4) != Some(0) {
+        return Ok(());
+    }
+    let damaged = |why: &str| Err(format!("the NDB database is damaged: {why}"));
+    let Some(slot_pages) = u32_at(12).filter(|n| (1..=2048).contains(n)) else {
+        return damaged("invalid slot page count");
+    };
+    let slots = slot_pages * NDB_SLOTS_PER_PAGE - 2;
+    for slot in 0..slots {
+        let at = 32 + slot * 16;
+        let Some(entry) = bytes.get(at..at + 16) else {
+            return damaged("the slot table is cut short");
+        };
+        if &entry[..4] != NDB_SLOT_MAGIC {
+            // The reader refuses it with its own message.
+            return Ok(());
+        }
+        if u32_at(at + 4) == Some(0) {
+            continue;
+        }
+        let blob = u32_at(at + 8).unwrap_or(0) * 16;
+        let fits = u32_at(blob + 12).is_some_and(|len| blob + 16 + len <= bytes.len());
+        if !fits {
+            return damaged("a package's blob does not fit in the file");
+        }
+    }
+    Ok(())
+}
+
 /// `openssl-3.0.7-24.el9.src.rpm` -> `openssl`.
 fn source_name(source_rpm: &str) -> Option<String> {
     let base = source_rpm
@@ -147,6 +190,39 @@ fn source_name(source_rpm: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An NDB file with one slot and its blob (NDB files are written by rpm only where it is
+    /// built with that backend, which Debian's is not).
+    fn ndb(blob_len: u32, data: usize) -> Vec<u8> {
+        let mut file = Vec::new();
+        for word in [u32::from_le_bytes(*b"RpmP"), 0, 1, 1, 0, 0, 0, 0] {
+            file.extend_from_slice(&word.to_le_bytes());
+        }
+        let slots = NDB_SLOTS_PER_PAGE - 2;
+        let blob_block = u32::try_from((32 + slots * 16) / 16).unwrap();
+        for slot in 0..slots {
+            let (index, offset) = if slot == 0 { (1, blob_block) } else { (0, 0) };
+            for word in [u32::from_le_bytes(*b"Slot"), index, offset, 1] {
+                file.extend_from_slice(&word.to_le_bytes());
+            }
+        }
+        for word in [u32::from_le_bytes(*b"BlbS"), 1, 0, blob_len] {
+            file.extend_from_slice(&word.to_le_bytes());
+        }
+        file.extend(std::iter::repeat_n(0u8, data));
+        file
+    }
+
+    #[test]
+    fn ndb_blobs_must_fit_in_the_file() {
+        assert_eq!(check_ndb(&ndb(64, 64)), Ok(()));
+        let huge = check_ndb(&ndb(u32::MAX - 64, 64)).expect_err("refused");
+        assert!(huge.contains("does not fit"), "{huge}");
+        // Refused before the reader allocates 4 GiB.
+        let error = parse(&ndb(u32::MAX - 64, 64)).expect_err("refused");
+        assert!(error.contains("NDB database is damaged"), "{error}");
+        assert_eq!(check_ndb(b"SQLite format 3\0"), Ok(()));
+    }
 
     #[test]
     fn source_rpm_names() {
