@@ -2,7 +2,7 @@
 //! python3-apt (the same ordering as `dpkg --compare-versions`), on many thousands of pairs
 //! of real version strings taken from the machine's apt package lists, plus variants of them
 //! that stress the rules (`~`, `+`, epochs, leading zeros). All pairs are judged in one
-//! Python process.
+//! Python process. A second test asks `dpkg --compare-versions` itself on a sample of 1,200.
 
 use std::cmp::Ordering;
 use std::io::Write as _;
@@ -167,4 +167,64 @@ fn agrees_with_apt_pkg_on_real_versions() {
         disagreements[..disagreements.len().min(20)].join("\n")
     );
     eprintln!("{} pairs agree with apt_pkg", pairs.len());
+}
+
+/// `dpkg --compare-versions` itself, one process per question: slower, so on a deterministic
+/// sample of real versions, their variants and close neighbours. `None` when dpkg calls a
+/// version malformed (some variants are, e.g. an empty revision).
+fn dpkg_says(a: &str, b: &str) -> Option<Ordering> {
+    let holds = |relation: &str| {
+        let output = Command::new("dpkg")
+            .args(["--compare-versions", a, relation, b])
+            .output()
+            .expect("running dpkg --compare-versions");
+        match output.status.code() {
+            Some(0) => Some(true),
+            Some(1) => Some(false),
+            _ => None,
+        }
+    };
+    Some(if holds("lt")? {
+        Ordering::Less
+    } else if holds("eq")? {
+        Ordering::Equal
+    } else {
+        Ordering::Greater
+    })
+}
+
+#[test]
+fn agrees_with_dpkg_compare_versions_on_a_sample() {
+    let versions = real_versions();
+    assert!(versions.len() > 1000);
+    let mut sorted = versions.clone();
+    sorted.sort();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut pairs = Vec::new();
+    for _ in 0..400 {
+        let i = rng.below(sorted.len() - 1);
+        pairs.push((sorted[i].clone(), sorted[i + 1].clone()));
+        let a = &versions[rng.below(versions.len())];
+        let b = &versions[rng.below(versions.len())];
+        pairs.push((a.clone(), b.clone()));
+        pairs.push((a.clone(), variant(a, &mut rng)));
+    }
+    let mut judged = 0;
+    let disagreements: Vec<String> = pairs
+        .iter()
+        .filter_map(|(a, b)| {
+            let want = dpkg_says(a, b)?;
+            judged += 1;
+            let got = debian::compare(a, b);
+            (want != got).then(|| format!("{a} vs {b}: dpkg says {want:?}, we say {got:?}"))
+        })
+        .collect();
+    assert!(judged > 1000, "dpkg judged only {judged} pairs");
+    assert!(
+        disagreements.is_empty(),
+        "{} of {} pairs disagree with dpkg:\n{}",
+        disagreements.len(),
+        pairs.len(),
+        disagreements[..disagreements.len().min(20)].join("\n")
+    );
 }
