@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use image_cleaner_api::GoDuration;
 use image_cleaner_api::config::{DbLocation, DbSource};
-use image_cleaner_manager::vulndb::{Keeper, KeeperSettings, ROUTE_PREFIX};
+use image_cleaner_manager::vulndb::{Keeper, KeeperSettings, Prepared, ROUTE_PREFIX};
 use image_cleaner_manager::{Metrics, Readiness, server};
 use sha2::{Digest, Sha256};
 
@@ -106,6 +106,19 @@ fn unused_client() -> kube::Client {
     kube::Client::try_from(config).expect("client")
 }
 
+/// What the coordinator asks of the keeper for a job starting now.
+async fn prepare(keeper: &Keeper, source: &DbSource, base: Option<&str>) -> Prepared {
+    keeper
+        .prepare(
+            &unused_client(),
+            "kube-system",
+            source,
+            base,
+            SystemTime::now(),
+        )
+        .await
+}
+
 fn url_source(address: SocketAddr, max_age: Duration) -> DbSource {
     DbSource {
         location: DbLocation::Url(format!("http://{address}/db")),
@@ -129,7 +142,6 @@ async fn a_url_is_fetched_once_then_only_checked_and_served_to_workers() {
     let address = start_source(source.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let keeper = keeper(dir.path());
-    let client = unused_client();
     let config = url_source(address, 7 * DAY);
 
     // The manager's own server, serving what the keeper holds.
@@ -147,15 +159,7 @@ async fn a_url_is_fetched_once_then_only_checked_and_served_to_workers() {
     ));
     let base = format!("http://{manager}");
 
-    let first = keeper
-        .prepare(
-            &client,
-            "kube-system",
-            &config,
-            Some(&base),
-            SystemTime::now(),
-        )
-        .await;
+    let first = prepare(&keeper, &config, Some(&base)).await;
     let sha = hex::encode(Sha256::digest(&db));
     assert_eq!(first.handoff.problem, None);
     assert_eq!(first.handoff.sha256, sha);
@@ -177,15 +181,7 @@ async fn a_url_is_fetched_once_then_only_checked_and_served_to_workers() {
     assert_eq!(other.status(), 404);
 
     // The next job only asks whether it changed.
-    let second = keeper
-        .prepare(
-            &client,
-            "kube-system",
-            &config,
-            Some(&base),
-            SystemTime::now(),
-        )
-        .await;
+    let second = prepare(&keeper, &config, Some(&base)).await;
     assert_eq!(second.handoff, first.handoff);
     assert_eq!(source.requests.load(Ordering::SeqCst), 2);
     assert_eq!(source.conditional.load(Ordering::SeqCst), 1);
@@ -193,15 +189,7 @@ async fn a_url_is_fetched_once_then_only_checked_and_served_to_workers() {
     // A new database replaces the old copy, on disk too.
     let newer = database(Duration::from_secs(60));
     *source.body.lock().unwrap() = Some(newer.clone());
-    let third = keeper
-        .prepare(
-            &client,
-            "kube-system",
-            &config,
-            Some(&base),
-            SystemTime::now(),
-        )
-        .await;
+    let third = prepare(&keeper, &config, Some(&base)).await;
     assert_eq!(third.handoff.sha256, hex::encode(Sha256::digest(&newer)));
     let kept: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -221,20 +209,15 @@ async fn a_failing_source_keeps_the_last_good_copy_and_says_so() {
     let address = start_source(source.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let keeper = keeper(dir.path());
-    let client = unused_client();
     let config = url_source(address, 7 * DAY);
     let base = Some("http://10.0.0.7:8889");
 
-    let first = keeper
-        .prepare(&client, "kube-system", &config, base, SystemTime::now())
-        .await;
+    let first = prepare(&keeper, &config, base).await;
     assert!(first.stale, "built 10 days ago, maxAge 7 days");
     assert_eq!(first.handoff.problem, None);
 
     *source.body.lock().unwrap() = None;
-    let second = keeper
-        .prepare(&client, "kube-system", &config, base, SystemTime::now())
-        .await;
+    let second = prepare(&keeper, &config, base).await;
     assert_eq!(second.handoff.sha256, first.handoff.sha256);
     assert!(
         second.handoff.url.is_some(),
@@ -252,18 +235,9 @@ async fn bad_sources_are_named_and_nothing_is_handed_over() {
     let address = start_source(source.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let keeper = keeper(dir.path());
-    let client = unused_client();
     let base = Some("http://10.0.0.7:8889");
 
-    let invalid = keeper
-        .prepare(
-            &client,
-            "kube-system",
-            &url_source(address, DAY),
-            base,
-            SystemTime::now(),
-        )
-        .await;
+    let invalid = prepare(&keeper, &url_source(address, DAY), base).await;
     assert_eq!(invalid.handoff.url, None);
     assert_eq!(invalid.copy, None);
     let problem = invalid.handoff.problem.expect("a problem");
@@ -278,15 +252,7 @@ async fn bad_sources_are_named_and_nothing_is_handed_over() {
 
     // Larger than allowed: refused before it fills the manager's disk.
     *source.body.lock().unwrap() = Some(vec![b'x'; 2 << 20]);
-    let large = keeper
-        .prepare(
-            &client,
-            "kube-system",
-            &url_source(address, DAY),
-            base,
-            SystemTime::now(),
-        )
-        .await;
+    let large = prepare(&keeper, &url_source(address, DAY), base).await;
     assert!(
         large
             .handoff
@@ -299,15 +265,7 @@ async fn bad_sources_are_named_and_nothing_is_handed_over() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let gone = closed.local_addr().unwrap();
     drop(closed);
-    let unreachable = keeper
-        .prepare(
-            &client,
-            "kube-system",
-            &url_source(gone, DAY),
-            base,
-            SystemTime::now(),
-        )
-        .await;
+    let unreachable = prepare(&keeper, &url_source(gone, DAY), base).await;
     let problem = unreachable.handoff.problem.expect("a problem");
     assert!(problem.contains(&gone.to_string()), "{problem}");
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
@@ -321,15 +279,12 @@ async fn an_osv_export_is_compiled_once_by_the_manager() {
     let address = start_source(source.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let keeper = keeper(dir.path());
-    let prepared = keeper
-        .prepare(
-            &unused_client(),
-            "kube-system",
-            &url_source(address, DAY),
-            Some("http://10.0.0.7:8889"),
-            SystemTime::now(),
-        )
-        .await;
+    let prepared = prepare(
+        &keeper,
+        &url_source(address, DAY),
+        Some("http://10.0.0.7:8889"),
+    )
+    .await;
     assert_eq!(prepared.handoff.problem, None);
     let copy = prepared.copy.expect("a compiled copy");
     let db = image_cleaner_scanner::Database::open(&copy.path).expect("opens");
@@ -345,15 +300,7 @@ async fn without_its_own_address_the_manager_says_workers_cannot_reach_it() {
     *source.body.lock().unwrap() = Some(database(DAY));
     let address = start_source(source.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let prepared = keeper(dir.path())
-        .prepare(
-            &unused_client(),
-            "kube-system",
-            &url_source(address, DAY),
-            None,
-            SystemTime::now(),
-        )
-        .await;
+    let prepared = prepare(&keeper(dir.path()), &url_source(address, DAY), None).await;
     assert_eq!(prepared.handoff.url, None);
     assert!(
         prepared

@@ -26,43 +26,12 @@ const PATCHED: &str = "example.com/debian/patched:1";
 const NO_DATABASE: &str = "example.com/debian/dpkg-whited-out:1";
 const DISTROLESS: &str = "example.com/distroless/opaque:1";
 
-/// Every file under `root` as layer entries.
-fn entries_of(root: &Path) -> Vec<FileEntry> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<FileEntry>) {
-        let mut children: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        children.sort();
-        for path in children {
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&path).unwrap();
-                out.push(FileEntry::symlink(rel, target.to_string_lossy()));
-            } else if meta.is_dir() {
-                out.push(FileEntry::dir(rel));
-                walk(root, &path, out);
-            } else {
-                out.push(FileEntry::file(rel, std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out
-}
-
 fn deb_layer(debs: &[&Path], extra: Vec<FileEntry>) -> Layer {
     let dir = tempfile::tempdir().unwrap();
     for deb in debs {
         debian::extract(deb, dir.path());
     }
-    let mut entries = entries_of(dir.path());
+    let mut entries = FileEntry::tree(dir.path()).unwrap();
     // Leave the parent directories of the extra entries to the layer builder.
     entries.retain(|e| !matches!(e, FileEntry::Dir { path, .. } if path.starts_with("var")));
     entries.extend(extra);

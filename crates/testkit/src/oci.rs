@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -119,6 +120,41 @@ impl FileEntry {
     /// An opaque marker for `dir`.
     pub fn opaque(dir: impl Into<String>) -> Self {
         FileEntry::Opaque { dir: dir.into() }
+    }
+
+    /// Every file, directory and symbolic link under `root` (parents before children, in
+    /// name order), with paths relative to it: a directory tree (say, unpacked `.deb`s) as
+    /// layer entries. Modes of files follow the executable bit.
+    pub fn tree(root: &Path) -> anyhow::Result<Vec<FileEntry>> {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<FileEntry>) -> anyhow::Result<()> {
+            let mut children = std::fs::read_dir(dir)
+                .with_context(|| format!("reading {}", dir.display()))?
+                .map(|entry| entry.map(|e| e.path()))
+                .collect::<Result<Vec<_>, _>>()?;
+            children.sort();
+            for path in children {
+                let relative = path.strip_prefix(root)?.to_string_lossy().into_owned();
+                let meta = std::fs::symlink_metadata(&path)?;
+                if meta.file_type().is_symlink() {
+                    let target = std::fs::read_link(&path)?;
+                    out.push(FileEntry::symlink(relative, target.to_string_lossy()));
+                } else if meta.is_dir() {
+                    out.push(FileEntry::dir(relative));
+                    walk(root, &path, out)?;
+                } else {
+                    let contents = std::fs::read(&path)?;
+                    out.push(if meta.permissions().mode() & 0o111 != 0 {
+                        FileEntry::executable(relative, contents)
+                    } else {
+                        FileEntry::file(relative, contents)
+                    });
+                }
+            }
+            Ok(())
+        }
+        let mut out = Vec::new();
+        walk(root, root, &mut out)?;
+        Ok(out)
     }
 
     /// The path of the tar entry this becomes, without a leading `/`.

@@ -6,7 +6,7 @@
 //! The images are made of real Debian packages (an old zlib1g and libexpat1, and their
 //! security updates) and the database of the CVE facts those packages' changelogs state.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use image_cleaner_api::JobPhase;
@@ -25,37 +25,6 @@ const VULNERABLE: &str = "example.com/debian/zlib-old:1";
 const RUNNING: &str = "example.com/debian/zlib-old-running:1";
 const PATCHED: &str = "example.com/debian/zlib-patched:1";
 
-/// Every file under `root` as layer entries, parents first.
-fn entries_of(root: &Path) -> Vec<FileEntry> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<FileEntry>) {
-        let mut children: Vec<PathBuf> = std::fs::read_dir(dir)
-            .expect("read_dir")
-            .map(|e| e.expect("entry").path())
-            .collect();
-        children.sort();
-        for path in children {
-            let rel = path
-                .strip_prefix(root)
-                .expect("under root")
-                .to_string_lossy()
-                .into_owned();
-            let meta = std::fs::symlink_metadata(&path).expect("metadata");
-            if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&path).expect("link");
-                out.push(FileEntry::symlink(rel, target.to_string_lossy()));
-            } else if meta.is_dir() {
-                out.push(FileEntry::dir(rel));
-                walk(root, &path, out);
-            } else {
-                out.push(FileEntry::file(rel, std::fs::read(&path).expect("file")));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out
-}
-
 /// A layer of the files of `debs`, with a dpkg status listing them.
 fn packages_layer(debs: &[&PathBuf]) -> Layer {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -65,7 +34,7 @@ fn packages_layer(debs: &[&PathBuf]) -> Layer {
         status.push_str(&debian::status_stanza(deb));
         status.push('\n');
     }
-    let mut entries = entries_of(dir.path());
+    let mut entries = FileEntry::tree(dir.path()).expect("the unpacked packages");
     entries.retain(|e| !matches!(e, FileEntry::Dir { path, .. } if path.starts_with("var")));
     entries.push(FileEntry::file("var/lib/dpkg/status", status));
     Layer::from_files(entries).expect("a layer")
