@@ -6,6 +6,7 @@
 //! lives in the [`crate::Containerd`] instance directory (or, for a runtime this process did
 //! not start, under the temporary directory) and goes away with [`remove_pod`].
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use image_cleaner_cri::proto;
 
-use crate::cri::Clients;
+use crate::cri::{self, Clients};
 
 /// A pod sandbox and the config it was made with (CRI wants it again for each container).
 #[derive(Clone, Debug)]
@@ -70,41 +71,22 @@ pub async fn run_sandbox(endpoint: &str, name: &str, namespace: &str) -> anyhow:
     let log_directory = logs_base(endpoint).join(&uid);
     std::fs::create_dir_all(&log_directory)
         .with_context(|| format!("creating pod log directory {}", log_directory.display()))?;
-    let config = proto::PodSandboxConfig {
-        metadata: Some(proto::PodSandboxMetadata {
-            name: name.to_string(),
-            uid,
-            namespace: namespace.to_string(),
-            attempt: 0,
-        }),
-        hostname: String::new(),
-        log_directory: log_directory.to_string_lossy().into_owned(),
-        linux: Some(proto::LinuxPodSandboxConfig {
-            security_context: Some(proto::LinuxSandboxSecurityContext {
-                namespace_options: Some(proto::NamespaceOption {
-                    network: proto::NamespaceMode::Node as i32,
-                    pid: proto::NamespaceMode::Container as i32,
-                    ipc: proto::NamespaceMode::Pod as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
+    let config = cri::sandbox_config(
+        name,
+        namespace,
+        &uid,
+        &log_directory.to_string_lossy(),
+        HashMap::new(),
+    );
+    let request = proto::RunPodSandboxRequest {
+        config: Some(config.clone()),
+        runtime_handler: String::new(),
     };
-    let clients = Clients::connect(endpoint).await?;
-    let mut runtime = clients.runtime.clone();
-    let response = clients
-        .call(
-            "RunPodSandbox",
-            runtime.run_pod_sandbox(proto::RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: String::new(),
-            }),
-        )
-        .await
-        .with_context(|| format!("running pod {namespace}/{name}"));
+    let response = cri::runtime_call(endpoint, "RunPodSandbox", |mut runtime| async move {
+        runtime.run_pod_sandbox(request).await
+    })
+    .await
+    .with_context(|| format!("running pod {namespace}/{name}"));
     match response {
         Ok(response) => Ok(Sandbox {
             id: response.pod_sandbox_id,
@@ -136,103 +118,77 @@ pub async fn create_container_in(
         }),
         command,
         log_path: format!("{name}.log"),
-        linux: Some(proto::LinuxContainerConfig {
-            security_context: Some(proto::LinuxContainerSecurityContext {
-                namespace_options: Some(proto::NamespaceOption {
-                    network: proto::NamespaceMode::Node as i32,
-                    pid: proto::NamespaceMode::Container as i32,
-                    ipc: proto::NamespaceMode::Pod as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        linux: Some(cri::container_linux()),
         ..Default::default()
     };
-    let clients = Clients::connect(endpoint).await?;
-    let mut runtime = clients.runtime.clone();
-    let response = clients
-        .call(
-            "CreateContainer",
-            runtime.create_container(proto::CreateContainerRequest {
-                pod_sandbox_id: sandbox.id.clone(),
-                config: Some(config),
-                sandbox_config: Some(sandbox.config.clone()),
-            }),
+    let request = proto::CreateContainerRequest {
+        pod_sandbox_id: sandbox.id.clone(),
+        config: Some(config),
+        sandbox_config: Some(sandbox.config.clone()),
+    };
+    let response = cri::runtime_call(endpoint, "CreateContainer", |mut runtime| async move {
+        runtime.create_container(request).await
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "creating container {name} from {image} in sandbox {}",
+            sandbox.id
         )
-        .await
-        .with_context(|| {
-            format!(
-                "creating container {name} from {image} in sandbox {}",
-                sandbox.id
-            )
-        })?;
+    })?;
     Ok(response.container_id)
 }
 
 /// Starts a created container.
 pub async fn start_container(endpoint: &str, container_id: &str) -> anyhow::Result<()> {
-    let clients = Clients::connect(endpoint).await?;
-    let mut runtime = clients.runtime.clone();
-    clients
-        .call(
-            "StartContainer",
-            runtime.start_container(proto::StartContainerRequest {
-                container_id: container_id.to_string(),
-            }),
-        )
-        .await
-        .with_context(|| format!("starting container {container_id}"))?;
+    let request = proto::StartContainerRequest {
+        container_id: container_id.to_string(),
+    };
+    cri::runtime_call(endpoint, "StartContainer", |mut runtime| async move {
+        runtime.start_container(request).await
+    })
+    .await
+    .with_context(|| format!("starting container {container_id}"))?;
     Ok(())
 }
 
 /// Stops a container at once (timeout 0: SIGKILL). Stopping a stopped container is fine.
 pub async fn stop_container(endpoint: &str, container_id: &str) -> anyhow::Result<()> {
-    let clients = Clients::connect(endpoint).await?;
-    let mut runtime = clients.runtime.clone();
-    clients
-        .call(
-            "StopContainer",
-            runtime.stop_container(proto::StopContainerRequest {
-                container_id: container_id.to_string(),
-                timeout: 0,
-            }),
-        )
-        .await
-        .with_context(|| format!("stopping container {container_id}"))?;
+    let request = proto::StopContainerRequest {
+        container_id: container_id.to_string(),
+        timeout: 0,
+    };
+    cri::runtime_call(endpoint, "StopContainer", |mut runtime| async move {
+        runtime.stop_container(request).await
+    })
+    .await
+    .with_context(|| format!("stopping container {container_id}"))?;
     Ok(())
 }
 
 /// Removes a container (stopping it first if it runs).
 pub async fn remove_container(endpoint: &str, container_id: &str) -> anyhow::Result<()> {
-    let clients = Clients::connect(endpoint).await?;
-    let mut runtime = clients.runtime.clone();
-    clients
-        .call(
-            "RemoveContainer",
-            runtime.remove_container(proto::RemoveContainerRequest {
-                container_id: container_id.to_string(),
-            }),
-        )
-        .await
-        .with_context(|| format!("removing container {container_id}"))?;
+    let request = proto::RemoveContainerRequest {
+        container_id: container_id.to_string(),
+    };
+    cri::runtime_call(endpoint, "RemoveContainer", |mut runtime| async move {
+        runtime.remove_container(request).await
+    })
+    .await
+    .with_context(|| format!("removing container {container_id}"))?;
     Ok(())
 }
 
 /// Stops a pod sandbox and all its containers.
 pub async fn stop_pod(endpoint: &str, sandbox_id: &str) -> anyhow::Result<()> {
-    let clients = Clients::connect(endpoint).await?;
-    let mut runtime = clients.runtime.clone();
-    clients
-        .call(
-            "StopPodSandbox",
-            runtime.stop_pod_sandbox(proto::StopPodSandboxRequest {
-                pod_sandbox_id: sandbox_id.to_string(),
-            }),
-        )
-        .await
-        .with_context(|| format!("stopping pod sandbox {sandbox_id}"))?;
+    let request = proto::StopPodSandboxRequest {
+        pod_sandbox_id: sandbox_id.to_string(),
+    };
+    cri::runtime_call(endpoint, "StopPodSandbox", |mut runtime| async move {
+        runtime.stop_pod_sandbox(request).await
+    })
+    .await
+    .with_context(|| format!("stopping pod sandbox {sandbox_id}"))?;
     Ok(())
 }
 

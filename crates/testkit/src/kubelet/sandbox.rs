@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use image_cleaner_cri::proto;
 
-use crate::cri::Clients;
+use crate::cri::{self, Clients};
 
 /// How often a running container's state is polled.
 const POLL: Duration = Duration::from_millis(200);
@@ -60,15 +60,6 @@ fn kube_labels(pod_name: &str, namespace: &str, uid: &str) -> HashMap<String, St
     ])
 }
 
-fn host_namespaces() -> proto::NamespaceOption {
-    proto::NamespaceOption {
-        network: proto::NamespaceMode::Node as i32,
-        pid: proto::NamespaceMode::Container as i32,
-        ipc: proto::NamespaceMode::Pod as i32,
-        ..Default::default()
-    }
-}
-
 /// The ID of `image` on the node's runtime, if it has it.
 pub(crate) async fn image_id(endpoint: &str, image: &str) -> anyhow::Result<Option<String>> {
     let clients = Clients::connect(endpoint).await?;
@@ -97,36 +88,21 @@ impl CriPod {
         uid: &str,
         log_dir: &str,
     ) -> anyhow::Result<CriPod> {
-        let config = proto::PodSandboxConfig {
-            metadata: Some(proto::PodSandboxMetadata {
-                name: name.to_string(),
-                uid: uid.to_string(),
-                namespace: namespace.to_string(),
-                attempt: 0,
-            }),
-            hostname: String::new(),
-            log_directory: log_dir.to_string(),
-            labels: kube_labels(name, namespace, uid),
-            linux: Some(proto::LinuxPodSandboxConfig {
-                security_context: Some(proto::LinuxSandboxSecurityContext {
-                    namespace_options: Some(host_namespaces()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
+        let config = cri::sandbox_config(
+            name,
+            namespace,
+            uid,
+            log_dir,
+            kube_labels(name, namespace, uid),
+        );
+        let request = proto::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
         };
-        let clients = Clients::connect(endpoint).await?;
-        let mut runtime = clients.runtime.clone();
-        let response = clients
-            .call(
-                "RunPodSandbox",
-                runtime.run_pod_sandbox(proto::RunPodSandboxRequest {
-                    config: Some(config.clone()),
-                    runtime_handler: String::new(),
-                }),
-            )
-            .await?;
+        let response = cri::runtime_call(endpoint, "RunPodSandbox", |mut runtime| async move {
+            runtime.run_pod_sandbox(request).await
+        })
+        .await?;
         Ok(CriPod {
             endpoint: endpoint.to_string(),
             sandbox_id: response.pod_sandbox_id,
@@ -172,13 +148,7 @@ impl CriPod {
                 .collect(),
             labels,
             log_path: format!("{}_{attempt}.log", plan.name),
-            linux: Some(proto::LinuxContainerConfig {
-                security_context: Some(proto::LinuxContainerSecurityContext {
-                    namespace_options: Some(host_namespaces()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
+            linux: Some(cri::container_linux()),
             ..Default::default()
         };
         let clients = Clients::connect(&self.endpoint).await?;
@@ -204,18 +174,21 @@ impl CriPod {
         Ok(created.container_id)
     }
 
+    async fn container_status(&self, id: &str) -> anyhow::Result<proto::ContainerStatusResponse> {
+        let request = proto::ContainerStatusRequest {
+            container_id: id.to_string(),
+            verbose: false,
+        };
+        cri::runtime_call(
+            &self.endpoint,
+            "ContainerStatus",
+            |mut runtime| async move { runtime.container_status(request).await },
+        )
+        .await
+    }
+
     async fn status(&self, id: &str) -> anyhow::Result<Option<Exit>> {
-        let clients = Clients::connect(&self.endpoint).await?;
-        let mut runtime = clients.runtime.clone();
-        let response = clients
-            .call(
-                "ContainerStatus",
-                runtime.container_status(proto::ContainerStatusRequest {
-                    container_id: id.to_string(),
-                    verbose: false,
-                }),
-            )
-            .await?;
+        let response = self.container_status(id).await?;
         let Some(status) = response.status else {
             return Ok(Some(Exit {
                 code: 128,
@@ -243,18 +216,7 @@ impl CriPod {
     /// The image reference the runtime resolved for container `id` (a repo digest or the
     /// image ID), as kubelet reports it in `imageID`.
     pub async fn image_ref(&self, id: &str) -> Option<String> {
-        let clients = Clients::connect(&self.endpoint).await.ok()?;
-        let mut runtime = clients.runtime.clone();
-        let response = clients
-            .call(
-                "ContainerStatus",
-                runtime.container_status(proto::ContainerStatusRequest {
-                    container_id: id.to_string(),
-                    verbose: false,
-                }),
-            )
-            .await
-            .ok()?;
+        let response = self.container_status(id).await.ok()?;
         response
             .status
             .map(|s| s.image_ref)
