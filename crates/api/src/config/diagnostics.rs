@@ -90,6 +90,8 @@ pub enum WarningKind {
     ReservedLabel,
     /// `kind` is missing; `EraserConfig` is assumed.
     MissingKind,
+    /// The scanner is on with the native engine but names no database to scan with.
+    ScannerWithoutDatabase,
 }
 
 impl fmt::Display for WarningKind {
@@ -106,6 +108,9 @@ impl fmt::Display for WarningKind {
             }
             WarningKind::Ignored { reason } => write!(f, "ignored: {reason}"),
             WarningKind::SelectsEveryNode => f.write_str("an empty selector matches every node"),
+            WarningKind::ScannerWithoutDatabase => f.write_str(
+                "the scanner is enabled but names no vulnerability database: images will not be scanned (set db with path, configMap or url, or engine: trivy)",
+            ),
             WarningKind::ReservedLabel => {
                 f.write_str("the manager sets this label itself; the value here is overridden")
             }

@@ -994,6 +994,13 @@ fn read_components(d: &mut Diagnostics, top: &Fields<'_>, version: ApiVersion) -
             }
         }
     }
+    let scanner_config = &components.scanner.config;
+    if components.scanner.enabled
+        && scanner_config.engine == ScanEngine::Native
+        && scanner_config.db.is_none()
+    {
+        d.warn(&scanner.path("config"), WarningKind::ScannerWithoutDatabase);
+    }
 
     let remover = fields.object(d, remover_key, CONTAINER_KEYS, REMOVER_HINTS);
     read_container(d, &remover, &mut components.remover, false);

@@ -85,6 +85,9 @@ fn warnings(parsed: &Parsed) -> Vec<String> {
     parsed.warnings.iter().map(ToString::to_string).collect()
 }
 
+/// The warning for a scanner turned on without a database.
+const NO_DATABASE: &str = "components.scanner.config: the scanner is enabled but names no vulnerability database: images will not be scanned (set db with path, configMap or url, or engine: trivy)";
+
 fn v1alpha3(body: &str) -> String {
     format!("apiVersion: eraser.sh/v1alpha3\nkind: EraserConfig\n{body}")
 }
@@ -96,7 +99,8 @@ fn q(text: &str) -> Option<Quantity> {
 #[test]
 fn eraser_shipped_config_reads_cleanly() {
     let parsed = parse(ERASER_SHIPPED);
-    assert_eq!(warnings(&parsed), Vec::<String>::new());
+    // Eraser's config turns its Trivy scanner on; the native scanner needs a database named.
+    assert_eq!(warnings(&parsed), [NO_DATABASE]);
     assert_eq!(parsed.api_version, ApiVersion::V1alpha3);
     let config = &parsed.config;
     let manager = &config.manager;
@@ -916,7 +920,12 @@ components:
         );
         let again = parse(&yaml);
         assert_eq!(again.config, first.config, "{yaml}");
-        assert!(again.warnings.is_empty(), "{:?}\n{yaml}", warnings(&again));
+        assert_eq!(warnings(&again), warnings(&first), "{yaml}");
+        assert!(
+            warnings(&again).iter().all(|w| w == NO_DATABASE),
+            "{:?}\n{yaml}",
+            warnings(&again)
+        );
         let json = first.config.to_json().expect("writes JSON");
         let from_json = parse(&json);
         assert_eq!(from_json.config, first.config, "{json}");
@@ -952,7 +961,7 @@ data:
     );
     let parsed = Config::from_file_text(&config_map).expect("reads the ConfigMap");
     assert!(parsed.config.components.scanner.enabled);
-    assert!(parsed.warnings.is_empty());
+    assert_eq!(warnings(&parsed), [NO_DATABASE]);
 
     let manifest =
         format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: x}}\n---\n{config_map}");
@@ -995,4 +1004,25 @@ fn quantities() {
     for text in ["", "-1", "Mi", "1.2.3", "5 Mi", "1KB", "1e", "1mi", "abc"] {
         assert!(!is_quantity(text), "{text}");
     }
+}
+
+#[test]
+fn a_scanner_without_a_database_is_warned_about() {
+    let without = parse(&v1alpha3("components: {scanner: {enabled: true}}\n"));
+    assert_eq!(warnings(&without), [NO_DATABASE]);
+    for config in [
+        "db: {url: \"https://mirror.example/vulns.db\"}",
+        "engine: trivy",
+    ] {
+        let with = parse(&v1alpha3(&format!(
+            "components:\n  scanner:\n    enabled: true\n    config: |\n      {config}\n"
+        )));
+        assert!(
+            warnings(&with).is_empty(),
+            "{config}: {:?}",
+            warnings(&with)
+        );
+    }
+    let off = parse(&v1alpha3("components: {scanner: {enabled: false}}\n"));
+    assert!(warnings(&off).is_empty());
 }
