@@ -123,8 +123,13 @@ pub fn plan(list: &ImageList, now: Timestamp) -> Plan {
         )
     };
     set_condition(&mut desired.conditions, valid);
+    // A list that turns from Exclude to Remove (its label or spec.action changed) has not run
+    // as a removal list: what it observed as an exclusion list does not count.
+    let became_removal =
+        role.action == ListAction::Remove && current.action == Some(ListAction::Exclude);
     let observed = match role.action {
         ListAction::Exclude => Some(generation),
+        ListAction::Remove if became_removal => None,
         ListAction::Remove => current.observed_generation,
     };
     let applied = match role.action {
@@ -169,6 +174,9 @@ pub fn plan(list: &ImageList, now: Timestamp) -> Plan {
         });
         if role.action == ListAction::Exclude {
             status["observedGeneration"] = json!(generation);
+        } else if became_removal {
+            // A merge patch removes the field.
+            status["observedGeneration"] = serde_json::Value::Null;
         }
         plan.patch = Some(json!({ "status": status }));
     }
@@ -317,6 +325,34 @@ mod tests {
         );
         let after = patched(bad, &p);
         assert!(plan(&after, now).events.is_empty());
+    }
+
+    #[test]
+    fn a_list_that_becomes_a_removal_list_runs() {
+        let now = Timestamp::now();
+        let mut labelled = list("web-images", &["docker.io/library/nginx:*"]);
+        labelled.metadata.labels =
+            Some([(EXCLUDE_LIST_LABEL.to_string(), "true".to_string())].into());
+        let first = plan(&labelled, now);
+        let mut excluding = patched(labelled, &first);
+        let observed = |l: &ImageList| l.status.as_ref().and_then(|s| s.observed_generation);
+        assert_eq!(observed(&excluding), Some(1));
+        let pending = |l: &ImageList| {
+            crate::lists::pending_removal(&[std::sync::Arc::new(l.clone())], &[]).is_some()
+        };
+        assert!(!pending(&excluding));
+
+        // The label goes: the same generation, now a removal list that has never run.
+        excluding.metadata.labels = None;
+        let second = plan(&excluding, now);
+        let patch = second.patch.clone().expect("patch");
+        assert_eq!(patch["status"]["action"], "Remove");
+        assert!(patch["status"]["observedGeneration"].is_null());
+        let removal = patched(excluding, &second);
+        assert_eq!(observed(&removal), None);
+        assert!(pending(&removal), "its removal job is due");
+        // Recorded once: the next pass changes nothing.
+        assert!(plan(&removal, now).patch.is_none());
     }
 
     #[test]

@@ -16,6 +16,9 @@ async fn the_seeds_lists_act_as_written() {
     env.create_list("prepulled-exclusions", &[NGINX]).await;
     env.create_list("vulnerable-images", &[ALPINE, NGINX, KUBE_PROXY, "bad:*:*"])
         .await;
+    // An exclusion list by its label, whose name alone would make it a removal list.
+    env.create_list("held-images", &[REDIS]).await;
+    env.label_list("held-images", Some("true")).await;
     let manager = env.manager("manager-a").await;
 
     let list = env.wait_list_done("vulnerable-images", 1).await;
@@ -53,6 +56,24 @@ async fn the_seeds_lists_act_as_written() {
             .any(|(reason, note)| reason == "RoleInferred" && note.contains("exclusion"));
         (inferred && malformed && excluded).then_some(())
     })
+    .await;
+
+    // The label goes: the same generation, now a removal list that has never run; it runs.
+    let held = env.list("held-images").await.expect("held-images");
+    assert_eq!(
+        held.status.as_ref().and_then(|s| s.action),
+        Some(ListAction::Exclude)
+    );
+    assert!(env.images_on(&nodes[0]).await.contains(REDIS));
+    env.label_list("held-images", None).await;
+    let list = env.wait_list_done("held-images", 1).await;
+    let status = list.status.clone().expect("status");
+    assert_eq!(status.action, Some(ListAction::Remove), "{status:#?}");
+    env.wait_images(
+        "redis removed once its list became a removal list",
+        &nodes,
+        |images| !images.contains(REDIS),
+    )
     .await;
     manager.stop().await.expect("the manager stops");
     env.finish().await;

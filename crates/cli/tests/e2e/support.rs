@@ -395,6 +395,15 @@ impl Env {
             .expect("updating an ImageList");
     }
 
+    /// Sets (`Some`) or removes (`None`) the `eraser.sh/exclude.list` label of ImageList `name`.
+    pub async fn label_list(&self, name: &str, value: Option<&str>) {
+        let api: Api<ImageList> = Api::all(self.admin.clone());
+        let patch = json!({"metadata": {"labels": {"eraser.sh/exclude.list": value}}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("labelling an ImageList");
+    }
+
     /// The ImageList `name`.
     pub async fn list(&self, name: &str) -> Option<ImageList> {
         let api: Api<ImageList> = Api::all(self.admin.clone());
