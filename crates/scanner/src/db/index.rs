@@ -62,19 +62,29 @@ pub struct Header {
     pub newest_record: Option<String>,
 }
 
-/// Serialises advisories into the file format.
-pub fn write(header: &Header, advisories: &[Advisory]) -> Vec<u8> {
+/// Serialises advisories into the file format, written to `out`. The sections are built in
+/// memory once (the checksum covers them) and written without another copy; the string pool
+/// borrows from `advisories`, so a large export is not held twice.
+pub fn write_to(
+    header: &Header,
+    advisories: &[Advisory],
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     let mut strings: Vec<u8> = Vec::new();
-    let mut pool: HashMap<String, (u32, u32)> = HashMap::new();
-    let mut intern = |s: &str, strings: &mut Vec<u8>| -> (u32, u32) {
+    let mut pool: HashMap<&str, (u32, u32)> = HashMap::new();
+    fn intern<'a>(
+        pool: &mut HashMap<&'a str, (u32, u32)>,
+        strings: &mut Vec<u8>,
+        s: &'a str,
+    ) -> (u32, u32) {
         if let Some(&r) = pool.get(s) {
             return r;
         }
         let r = (strings.len() as u32, s.len() as u32);
         strings.extend_from_slice(s.as_bytes());
-        pool.insert(s.to_string(), r);
+        pool.insert(s, r);
         r
-    };
+    }
 
     // ecosystem -> package -> advisories, all sorted.
     let mut grouped: BTreeMap<&str, BTreeMap<&str, Vec<&Advisory>>> = BTreeMap::new();
@@ -90,24 +100,27 @@ pub fn write(header: &Header, advisories: &[Advisory]) -> Vec<u8> {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut n_pkgs, mut n_advs, mut n_events) = (0u32, 0u32, 0u32);
     for (eco, packages) in &grouped {
-        let name = intern(eco, &mut strings);
+        let name = intern(&mut pool, &mut strings, eco);
         let start = n_pkgs;
         for (pkg, list) in packages {
-            let name = intern(pkg, &mut strings);
+            let name = intern(&mut pool, &mut strings, pkg);
             let adv_start = n_advs;
             for a in list {
                 let ev_start = n_events;
                 for e in &a.events {
-                    let v = intern(&e.version, &mut strings);
+                    let v = intern(&mut pool, &mut strings, &e.version);
                     events.push(e.kind as u8);
                     events.push(0);
                     events.extend_from_slice(&e.range.to_le_bytes());
                     put_pair(&mut events, v);
                     n_events += 1;
                 }
-                put_pair(&mut advs, intern(&a.record_id, &mut strings));
-                put_pair(&mut advs, intern(&a.vulnerability_id, &mut strings));
-                put_pair(&mut advs, intern(&a.title, &mut strings));
+                put_pair(&mut advs, intern(&mut pool, &mut strings, &a.record_id));
+                put_pair(
+                    &mut advs,
+                    intern(&mut pool, &mut strings, &a.vulnerability_id),
+                );
+                put_pair(&mut advs, intern(&mut pool, &mut strings, &a.title));
                 put_pair(&mut advs, (ev_start, n_events));
                 advs.push(a.severity.to_u8());
                 advs.push(a.status.map_or(NO_STATUS, Status::to_u8));
@@ -126,30 +139,35 @@ pub fn write(header: &Header, advisories: &[Advisory]) -> Vec<u8> {
         put_pair(&mut ecos, name);
         put_pair(&mut ecos, (start, n_pkgs));
     }
-    let mut body = Vec::new();
-    for n in [
-        grouped.len() as u32,
-        n_pkgs,
-        n_advs,
-        n_events,
-        strings.len() as u32,
-    ] {
-        body.extend_from_slice(&n.to_le_bytes());
+    let n_ecos = grouped.len() as u32;
+    drop(pool);
+    drop(grouped);
+    let mut counts = Vec::with_capacity(20);
+    for n in [n_ecos, n_pkgs, n_advs, n_events, strings.len() as u32] {
+        counts.extend_from_slice(&n.to_le_bytes());
     }
-    body.extend(ecos);
-    body.extend(pkgs);
-    body.extend(advs);
-    body.extend(events);
-    body.extend(strings);
-
+    let sections = [&counts, &ecos, &pkgs, &advs, &events, &strings];
+    let mut digest = Sha256::new();
+    for section in sections {
+        digest.update(section);
+    }
     let header_json = serde_json::to_vec(header).unwrap_or_default();
-    let mut file = Vec::with_capacity(body.len() + header_json.len() + 64);
-    file.extend_from_slice(MAGIC);
-    file.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    file.extend_from_slice(&(header_json.len() as u32).to_le_bytes());
-    file.extend_from_slice(&header_json);
-    file.extend_from_slice(&Sha256::digest(&body));
-    file.extend_from_slice(&body);
+    out.write_all(MAGIC)?;
+    out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+    out.write_all(&(header_json.len() as u32).to_le_bytes())?;
+    out.write_all(&header_json)?;
+    out.write_all(&digest.finalize())?;
+    for section in sections {
+        out.write_all(section)?;
+    }
+    Ok(())
+}
+
+/// Serialises advisories into the file format.
+pub fn write(header: &Header, advisories: &[Advisory]) -> Vec<u8> {
+    let mut file = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = write_to(header, advisories, &mut file);
     file
 }
 

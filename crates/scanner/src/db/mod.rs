@@ -141,10 +141,15 @@ pub fn build(source: &Path, output: &Path, now: SystemTime) -> Result<Header> {
         skipped,
         newest_record: newest,
     };
-    let bytes = index::write(&header, &advisories);
+    drop(cve_severity);
     // Write beside the target and rename, so a reader never sees half a database.
     let tmp = temporary_sibling(output);
-    std::fs::write(&tmp, &bytes)
+    File::create(&tmp)
+        .and_then(|file| {
+            let mut out = std::io::BufWriter::new(file);
+            index::write_to(&header, &advisories, &mut out)?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()
+        })
         .and_then(|()| std::fs::rename(&tmp, output))
         .map_err(|source| {
             let _ = std::fs::remove_file(&tmp);
