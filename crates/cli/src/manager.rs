@@ -79,6 +79,10 @@ pub struct ManagerArgs {
     /// Longest time getting the vulnerability database from its source may take.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
     pub database_fetch_timeout: Duration,
+    /// Largest OSV export (zip) the manager compiles itself; compiling takes 4–5 times its
+    /// size in memory. Larger exports are compiled with `imagecleaner db build` first.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    pub database_compile_limit: u64,
     /// This pod's IP, where workers fetch the vulnerability database from the manager.
     #[arg(long, env = ENV_POD_IP, value_name = "IP")]
     pub pod_ip: Option<IpAddr>,
@@ -120,6 +124,7 @@ impl ManagerArgs {
             database: KeeperSettings {
                 dir: self.cache_dir.clone(),
                 timeout: self.database_fetch_timeout,
+                max_compile: self.database_compile_limit,
                 ..KeeperSettings::default()
             },
             advertise_ip: self.pod_ip,

@@ -72,6 +72,18 @@ pub enum DbError {
         /// The limit.
         limit: u64,
     },
+    /// An OSV export too large to compile within the manager's memory.
+    #[error(
+        "{what}: an OSV export of {size} bytes is larger than the manager compiles ({limit} bytes, to stay within its memory limit); compile it with `imagecleaner db build` and serve the compiled file instead"
+    )]
+    TooLargeToCompile {
+        /// The source.
+        what: String,
+        /// The export's size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The ConfigMap could not be read.
     #[error("reading ConfigMap {namespace}/{name}: {source}")]
     ConfigMap {
@@ -121,7 +133,7 @@ impl DbError {
         match self {
             DbError::Fetch { .. } | DbError::Status { .. } => "fetch",
             DbError::Timeout { .. } => "timeout",
-            DbError::TooLarge { .. } => "too_large",
+            DbError::TooLarge { .. } | DbError::TooLargeToCompile { .. } => "too_large",
             DbError::ConfigMap { .. } | DbError::MissingKey { .. } => "config_map",
             DbError::Invalid { .. } => "invalid",
             DbError::Io { .. } => "io",
@@ -197,6 +209,9 @@ pub struct KeeperSettings {
     pub timeout: Duration,
     /// Largest file accepted.
     pub max_size: u64,
+    /// Largest OSV export (zip) compiled here. Compiling takes 4–5 times the zip's size in
+    /// memory (BENCHMARKS.md); larger exports are compiled beforehand.
+    pub max_compile: u64,
 }
 
 impl Default for KeeperSettings {
@@ -205,6 +220,7 @@ impl Default for KeeperSettings {
             dir: PathBuf::from(crate::names::CACHE_PATH),
             timeout: Duration::from_secs(300),
             max_size: 1 << 30,
+            max_compile: 16 << 20,
         }
     }
 }
@@ -408,7 +424,8 @@ impl Keeper {
             },
         };
         let dir = dir.clone();
-        let copy = tokio::task::spawn_blocking(move || install(incoming, &dir, &what))
+        let max_compile = self.settings.max_compile;
+        let copy = tokio::task::spawn_blocking(move || install(incoming, &dir, &what, max_compile))
             .await
             .map_err(|error| DbError::Io {
                 path: self.settings.dir.clone(),
@@ -512,7 +529,12 @@ fn describe(namespace: &str, location: &DbLocation) -> String {
 
 /// Checks an incoming file (compiling it first when it is an OSV zip), and keeps it under
 /// its digest.
-fn install(incoming: tempfile::NamedTempFile, dir: &Path, what: &str) -> Result<Copy, DbError> {
+fn install(
+    incoming: tempfile::NamedTempFile,
+    dir: &Path,
+    what: &str,
+    max_compile: u64,
+) -> Result<Copy, DbError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| DbError::Io { path, source }
@@ -529,6 +551,16 @@ fn install(incoming: tempfile::NamedTempFile, dir: &Path, what: &str) -> Result<
     let compiled;
     let database_path = if is_zip {
         // An OSV export as published (`<ecosystem>/all.zip`): compile it once here.
+        let size = std::fs::metadata(incoming.path())
+            .map_err(io(incoming.path()))?
+            .len();
+        if size > max_compile {
+            return Err(DbError::TooLargeToCompile {
+                what: what.to_owned(),
+                size,
+                limit: max_compile,
+            });
+        }
         let zip = incoming.path().with_extension("zip");
         std::fs::rename(incoming.path(), &zip).map_err(io(&zip))?;
         let result = tempfile::Builder::new()

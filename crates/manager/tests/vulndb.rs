@@ -131,6 +131,7 @@ fn keeper(dir: &std::path::Path) -> Keeper {
         dir: dir.to_owned(),
         timeout: Duration::from_secs(10),
         max_size: 1 << 20,
+        max_compile: 1 << 20,
     })
 }
 
@@ -292,6 +293,31 @@ async fn an_osv_export_is_compiled_once_by_the_manager() {
         .lookup(image_cleaner_scanner::Family::Debian, "12", "zlib")
         .expect("lookup");
     assert!(zlib.iter().any(|a| a.vulnerability_id == "CVE-2022-37434"));
+}
+
+#[tokio::test]
+async fn an_osv_export_too_large_to_compile_here_is_refused_with_what_to_do() {
+    let source = Arc::new(Source::default());
+    *source.body.lock().unwrap() = Some(osv_zip());
+    let address = start_source(source.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let small = Keeper::new(KeeperSettings {
+        dir: dir.path().to_owned(),
+        timeout: Duration::from_secs(10),
+        max_size: 1 << 20,
+        max_compile: 64,
+    });
+    let prepared = prepare(
+        &small,
+        &url_source(address, DAY),
+        Some("http://10.0.0.7:8889"),
+    )
+    .await;
+    assert_eq!(prepared.copy, None);
+    let problem = prepared.handoff.problem.expect("a problem");
+    assert!(problem.contains("imagecleaner db build"), "{problem}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(leftovers.is_empty(), "nothing kept: {leftovers:?}");
 }
 
 #[tokio::test]
