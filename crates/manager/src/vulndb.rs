@@ -282,7 +282,9 @@ impl Keeper {
         let mut held = self.held.lock().await;
         // A copy from another source is not this source's copy.
         if held.as_ref().is_some_and(|h| h.location != source.location) {
-            *held = None;
+            if let Some(old) = held.take() {
+                let _ = std::fs::remove_file(&old.copy.path);
+            }
             self.shelf.put(None);
         }
         let result = tokio::time::timeout(

@@ -199,6 +199,22 @@ async fn a_url_is_fetched_once_then_only_checked_and_served_to_workers() {
     assert_eq!(kept.len(), 1, "only the current copy is kept: {kept:?}");
     let old = reqwest::get(&url).await.unwrap();
     assert_eq!(old.status(), 404, "the replaced copy is no longer served");
+
+    // Another source: its own copy replaces this one, on disk too.
+    let other = Arc::new(Source::default());
+    *other.body.lock().unwrap() = Some(database(Duration::from_secs(120)));
+    let other_address = start_source(other).await;
+    let fourth = prepare(&keeper, &url_source(other_address, 7 * DAY), Some(&base)).await;
+    assert_eq!(fourth.handoff.problem, None);
+    let kept: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        kept.len(),
+        1,
+        "only the new source's copy is kept: {kept:?}"
+    );
     cancel.cancel();
 }
 
