@@ -4,8 +4,8 @@
 //! keeps the copy it fetched in the node's state directory (a hostPath, so it outlives the
 //! pod) as `<sha256>.icvdb`, and downloads from the manager only when the digest changes:
 //! a node does not download the database on every run, and never from outside the cluster.
-//! A download is checked against the digest and size before it is used, and older copies are
-//! removed once a new one is in place.
+//! A download is checked against the digest and size before it is used (and the kept copy
+//! again at each run), and older copies are removed once a new one is in place.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -104,10 +104,15 @@ pub async fn fetch(
         return Err(FetchError::BadDigest(handoff.sha256.clone()));
     }
     let path = kept_path(dir, &sha256);
-    if tokio::fs::metadata(&path)
+    // The node's copy is used when it is intact (a damaged one, say a disk error, would
+    // otherwise fail every scan until the database changes); else it is fetched again.
+    let kept = path.clone();
+    let intact = tokio::task::spawn_blocking(move || digest_of(&kept))
         .await
-        .is_ok_and(|meta| meta.len() == handoff.size)
-    {
+        .ok()
+        .flatten()
+        .is_some_and(|(found, size)| found == sha256 && size == handoff.size);
+    if intact {
         return Ok((path, false));
     }
     let io = |path: &Path| {
@@ -143,6 +148,14 @@ pub async fn fetch(
         })??;
     tracing::info!(sha256 = %sha256, size = handoff.size, "vulnerability database downloaded from the manager");
     Ok((path, true))
+}
+
+/// The SHA-256 and size of the file at `path`, if it can be read.
+fn digest_of(path: &Path) -> Option<(String, u64)> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut hasher = Sha256::new();
+    let size = std::io::copy(&mut file, &mut hasher).ok()?;
+    Some((hex::encode(hasher.finalize()), size))
 }
 
 async fn download(url: &str) -> Result<Vec<u8>, FetchError> {

@@ -68,6 +68,15 @@ async fn a_node_downloads_each_database_once() {
     assert_eq!(again, path);
     assert_eq!(manager.requests.load(Ordering::SeqCst), 1);
 
+    // A damaged copy (same size, other bytes) is fetched again rather than failing every scan.
+    let mut damaged = body.clone();
+    damaged[0] ^= 0xff;
+    std::fs::write(&path, &damaged).unwrap();
+    let (_, downloaded) = fetch(&first, dir.path(), TIMEOUT).await.unwrap();
+    assert!(downloaded);
+    assert_eq!(std::fs::read(&path).unwrap(), body);
+    assert_eq!(manager.requests.load(Ordering::SeqCst), 2);
+
     // A new database replaces the old copy.
     let newer = b"ICVULNDB a newer database".to_vec();
     let (address, _) = start(&newer).await;
