@@ -68,6 +68,23 @@ fn write(path: &Path, contents: &[u8]) -> Result<(), ConfigError> {
 }
 
 /// Writes `entries` (key → bytes) into `dir`, honouring `items`.
+/// Writes the keys of a ConfigMap or Secret (`(kind, name)`, as found or not) into `dir`; a
+/// missing optional one leaves `dir` empty, a missing required one fails the pod's start.
+fn write_source(
+    dir: &Path,
+    entries: Option<Vec<(String, Vec<u8>)>>,
+    items: Option<&Vec<KeyToPath>>,
+    (kind, name): (&str, &str),
+    optional: Option<bool>,
+) -> Result<(), ConfigError> {
+    match entries {
+        Some(entries) => write_keys(dir, entries, items, name),
+        None if optional == Some(true) => std::fs::create_dir_all(dir)
+            .map_err(|e| ConfigError(format!("creating {}: {e}", dir.display()))),
+        None => Err(ConfigError(format!("{kind} \"{name}\" not found"))),
+    }
+}
+
 fn write_keys(
     dir: &Path,
     entries: Vec<(String, Vec<u8>)>,
@@ -174,29 +191,26 @@ impl Mounter<'_> {
     ) -> Result<PathBuf, ConfigError> {
         let path = dir.volume(&volume.name);
         if let Some(cm) = &volume.config_map {
-            match sources.config_map(&cm.name).await? {
-                Some(found) => write_keys(
-                    &path,
-                    config_map_entries(&found),
-                    cm.items.as_ref(),
-                    &cm.name,
-                )?,
-                None if cm.optional == Some(true) => std::fs::create_dir_all(&path)
-                    .map_err(|e| ConfigError(format!("creating {}: {e}", path.display())))?,
-                None => return Err(ConfigError(format!("configmap \"{}\" not found", cm.name))),
-            }
+            let found = sources.config_map(&cm.name).await?;
+            write_source(
+                &path,
+                found.as_ref().map(config_map_entries),
+                cm.items.as_ref(),
+                ("configmap", &cm.name),
+                cm.optional,
+            )?;
             return Ok(path);
         }
         if let Some(secret) = &volume.secret {
             let name = secret.secret_name.clone().unwrap_or_default();
-            match sources.secret(&name).await? {
-                Some(found) => {
-                    write_keys(&path, secret_entries(&found), secret.items.as_ref(), &name)?
-                }
-                None if secret.optional == Some(true) => std::fs::create_dir_all(&path)
-                    .map_err(|e| ConfigError(format!("creating {}: {e}", path.display())))?,
-                None => return Err(ConfigError(format!("secret \"{name}\" not found"))),
-            }
+            let found = sources.secret(&name).await?;
+            write_source(
+                &path,
+                found.as_ref().map(secret_entries),
+                secret.items.as_ref(),
+                ("secret", &name),
+                secret.optional,
+            )?;
             return Ok(path);
         }
         if let Some(projected) = &volume.projected {
@@ -211,38 +225,24 @@ impl Mounter<'_> {
                     write(&path.join(&token.path), value.as_bytes())?;
                 }
                 if let Some(cm) = &source.config_map {
-                    match sources.config_map(&cm.name).await? {
-                        Some(found) => write_keys(
-                            &path,
-                            config_map_entries(&found),
-                            cm.items.as_ref(),
-                            &cm.name,
-                        )?,
-                        None if cm.optional == Some(true) => {}
-                        None => {
-                            return Err(ConfigError(format!(
-                                "configmap \"{}\" not found",
-                                cm.name
-                            )));
-                        }
-                    }
+                    let found = sources.config_map(&cm.name).await?;
+                    write_source(
+                        &path,
+                        found.as_ref().map(config_map_entries),
+                        cm.items.as_ref(),
+                        ("configmap", &cm.name),
+                        cm.optional,
+                    )?;
                 }
                 if let Some(secret) = &source.secret {
-                    match sources.secret(&secret.name).await? {
-                        Some(found) => write_keys(
-                            &path,
-                            secret_entries(&found),
-                            secret.items.as_ref(),
-                            &secret.name,
-                        )?,
-                        None if secret.optional == Some(true) => {}
-                        None => {
-                            return Err(ConfigError(format!(
-                                "secret \"{}\" not found",
-                                secret.name
-                            )));
-                        }
-                    }
+                    let found = sources.secret(&secret.name).await?;
+                    write_source(
+                        &path,
+                        found.as_ref().map(secret_entries),
+                        secret.items.as_ref(),
+                        ("secret", &secret.name),
+                        secret.optional,
+                    )?;
                 }
                 if let Some(downward) = &source.downward_api {
                     for item in downward.items.iter().flatten() {
