@@ -363,14 +363,8 @@ fn frozen_spec(pod: &Value) -> Value {
 }
 
 fn pod_update(op: &Op<'_>, old: &Value, new: &mut Value) -> ApiResult<()> {
-    let old_node = old
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let new_node = new
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let old_node = meta::str_at(old, "/spec/nodeName");
+    let new_node = meta::str_at(new, "/spec/nodeName");
     if frozen_spec(old) != frozen_spec(new) || (!old_node.is_empty() && old_node != new_node) {
         return Err(invalid(
             op,
@@ -484,18 +478,9 @@ fn crd_admit(crd: &mut Value, old: Option<&Value>) -> ApiResult<()> {
 }
 
 fn check_role_ref(op: &Op<'_>, binding: &Value) -> ApiResult<()> {
-    let kind = binding
-        .pointer("/roleRef/kind")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let group = binding
-        .pointer("/roleRef/apiGroup")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let name = binding
-        .pointer("/roleRef/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let kind = meta::str_at(binding, "/roleRef/kind");
+    let group = meta::str_at(binding, "/roleRef/apiGroup");
+    let name = meta::str_at(binding, "/roleRef/name");
     let allowed: &[&str] = if op.rt.builtin == Some(Builtin::ClusterRoleBinding) {
         &["ClusterRole"]
     } else {
@@ -586,14 +571,8 @@ fn binding_escalation(store: &Store, op: &Op<'_>, binding: &Value) -> ApiResult<
         return Ok(());
     }
     let namespace = meta::namespace(binding);
-    let kind = binding
-        .pointer("/roleRef/kind")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let name = binding
-        .pointer("/roleRef/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let kind = meta::str_at(binding, "/roleRef/kind");
+    let name = meta::str_at(binding, "/roleRef/name");
     let (resource, role_namespace) = if kind == "Role" {
         ("roles", namespace)
     } else {

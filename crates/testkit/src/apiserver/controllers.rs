@@ -219,14 +219,8 @@ fn crds(store: &mut Store, user: &UserInfo) -> bool {
         .collect();
     let mut wrote = false;
     for crd in deleting {
-        let group = crd
-            .pointer("/spec/group")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let plural = crd
-            .pointer("/spec/names/plural")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let group = meta::str_at(&crd, "/spec/group");
+        let plural = meta::str_at(&crd, "/spec/names/plural");
         let id = ResourceId::new(group, plural);
         let instances = store.list(&id, None);
         if let Some(rt) = store.registry.by_storage(&id)

@@ -4,6 +4,14 @@
 
 use serde_json::{Map, Value};
 
+/// The string at JSON `pointer` in `object` (`/roleRef/kind`), or `""` when absent.
+pub(crate) fn str_at<'a>(object: &'a Value, pointer: &str) -> &'a str {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
 /// `metadata` of `object`, if it is a map.
 pub(crate) fn metadata(object: &Value) -> Option<&Map<String, Value>> {
     object.get("metadata")?.as_object()
