@@ -10,16 +10,7 @@ use crate::support::*;
 async fn config_changes_apply_at_once_and_a_broken_edit_keeps_the_last_good_config() {
     let env = Env::start(&TestConfig::default()).await;
     let manager = env.manager("manager-a").await;
-    let applied = |metrics: &str| {
-        metric(
-            metrics,
-            "imagecleaner_config_reloads_total{result=\"applied\"}",
-        )
-    };
-    wait_for("the first config", || async {
-        (applied(&env.metrics(&manager).await) == Some(1.0)).then_some(())
-    })
-    .await;
+    env.wait_reloads(&manager, "applied", 1.0).await;
 
     let labelled = TestConfig {
         additional_pod_labels: [("team".to_string(), "platform".to_string())].into(),
@@ -27,10 +18,7 @@ async fn config_changes_apply_at_once_and_a_broken_edit_keeps_the_last_good_conf
         ..TestConfig::default()
     };
     env.set_config(&labelled.yaml()).await;
-    wait_for("the change to be applied", || async {
-        (applied(&env.metrics(&manager).await) == Some(2.0)).then_some(())
-    })
-    .await;
+    env.wait_reloads(&manager, "applied", 2.0).await;
     env.create_list("imagelist", &[ALPINE]).await;
     env.wait_list_done("imagelist", 1).await;
     let pods = env.worker_pods().await;
@@ -52,15 +40,7 @@ async fn config_changes_apply_at_once_and_a_broken_edit_keeps_the_last_good_conf
         .yaml()
         .replace("repeatInterval: 1h", "repeatInterval: 2 days");
     env.set_config(&broken).await;
-    let metrics = wait_for("the broken edit to be rejected", || async {
-        let metrics = env.metrics(&manager).await;
-        (metric(
-            &metrics,
-            "imagecleaner_config_reloads_total{result=\"rejected\"}",
-        ) == Some(1.0))
-        .then_some(metrics)
-    })
-    .await;
+    let metrics = env.wait_reloads(&manager, "rejected", 1.0).await;
     assert_eq!(
         metric(&metrics, "imagecleaner_config_last_reload_successful"),
         Some(0.0)

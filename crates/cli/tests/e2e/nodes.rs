@@ -50,15 +50,7 @@ async fn the_node_filter_excludes_and_includes_by_label() {
         .yaml(),
     )
     .await;
-    wait_for("the include filter to be applied", || async {
-        let metrics = env.metrics(&manager).await;
-        (metric(
-            &metrics,
-            "imagecleaner_config_reloads_total{result=\"applied\"}",
-        ) == Some(2.0))
-        .then_some(())
-    })
-    .await;
+    env.wait_reloads(&manager, "applied", 2.0).await;
     env.update_list("imagelist", &[NGINX]).await;
     let list = env.wait_list_done("imagelist", 2).await;
     let status = list.status.expect("status");
@@ -129,15 +121,7 @@ async fn stuck_and_failed_workers_never_stick_a_job() {
         .yaml(),
     )
     .await;
-    wait_for("the new success ratio to be applied", || async {
-        let metrics = env.metrics(&manager).await;
-        (metric(
-            &metrics,
-            "imagecleaner_config_reloads_total{result=\"applied\"}",
-        ) == Some(2.0))
-        .then_some(())
-    })
-    .await;
+    env.wait_reloads(&manager, "applied", 2.0).await;
     env.update_list("imagelist", &[NGINX]).await;
     let list = env.wait_list_done("imagelist", 2).await;
     let status = list.status.expect("status");

@@ -508,6 +508,17 @@ impl Env {
         .await
     }
 
+    /// Waits until the manager counts `count` config reloads with `result` (`applied` or
+    /// `rejected`); returns the metrics then.
+    pub async fn wait_reloads(&self, manager: &Running, result: &str, count: f64) -> String {
+        let sample = format!("imagecleaner_config_reloads_total{{result=\"{result}\"}}");
+        wait_for(&format!("{count} config reloads {result}"), || async {
+            let metrics = self.metrics(manager).await;
+            (metric(&metrics, &sample) == Some(count)).then_some(metrics)
+        })
+        .await
+    }
+
     /// Scrapes the manager's metrics.
     pub async fn metrics(&self, manager: &Running) -> String {
         scrape(manager.metrics_address).await
