@@ -163,14 +163,6 @@ pub fn write_to(
     Ok(())
 }
 
-/// Serialises advisories into the file format.
-pub fn write(header: &Header, advisories: &[Advisory]) -> Vec<u8> {
-    let mut file = Vec::new();
-    // Writing to a Vec cannot fail.
-    let _ = write_to(header, advisories, &mut file);
-    file
-}
-
 fn put_pair(out: &mut Vec<u8>, (a, b): (u32, u32)) {
     out.extend_from_slice(&a.to_le_bytes());
     out.extend_from_slice(&b.to_le_bytes());
