@@ -40,12 +40,15 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    /// A context for `client`.
+    /// A context for `client`; `database` is the keeper the HTTP server serves from, and
+    /// `database_url` where workers reach that server.
     pub fn new(
         client: Client,
         settings: Arc<Settings>,
         metrics: Metrics,
         started: Timestamp,
+        database: Arc<Keeper>,
+        database_url: Option<String>,
     ) -> Context {
         let events = Events::new(
             client.clone(),
@@ -53,7 +56,6 @@ impl Context {
             &settings.identity,
             settings.api_timeout,
         );
-        let database = Arc::new(Keeper::new(settings.database.clone()));
         Context {
             client,
             settings,
@@ -61,15 +63,8 @@ impl Context {
             events,
             started,
             database,
-            database_url: None,
+            database_url,
         }
-    }
-
-    /// The same context with the database keeper the HTTP server serves from.
-    pub fn with_database(mut self, database: Arc<Keeper>, url: Option<String>) -> Context {
-        self.database = database;
-        self.database_url = url;
-        self
     }
 
     /// Runs one API call under the API timeout; `action` names it in errors.

@@ -153,10 +153,14 @@ pub async fn start(client: Client, settings: Settings) -> Result<Running> {
         tokio::spawn(async move {
             // A standby replica is ready: it is healthy and waits for the Lease.
             readiness.set_ready();
-            let ctx = Arc::new(
-                Context::new(client.clone(), settings.clone(), metrics.clone(), started)
-                    .with_database(database, database_url),
-            );
+            let ctx = Arc::new(Context::new(
+                client.clone(),
+                settings.clone(),
+                metrics.clone(),
+                started,
+                database,
+                database_url,
+            ));
             let result = leader::run(client, &settings, &metrics, shutdown.clone(), |cancel| {
                 term(ctx.clone(), readiness.clone(), cancel)
             })

@@ -16,6 +16,7 @@ use tower_test::mock::{self, Handle};
 use crate::context::Context;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
+use crate::vulndb::Keeper;
 
 /// How long a test waits for the manager's next request.
 const STEP: Duration = Duration::from_secs(5);
@@ -102,11 +103,14 @@ pub fn context(client: Client) -> Arc<Context> {
         pod_create_concurrency: 1,
         ..Settings::default()
     };
+    let database = Arc::new(Keeper::new(settings.database.clone()));
     Arc::new(Context::new(
         client,
         Arc::new(settings),
         Metrics::new(),
         Timestamp::now(),
+        database,
+        None,
     ))
 }
 
